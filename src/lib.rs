@@ -1,0 +1,12 @@
+//! sidetrace: the flight recorder for AI coding agents.
+//!
+//! See ARCHITECTURE.md for the data path and how the modules fit together.
+
+pub mod admin;
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod journal;
+pub mod metrics;
+pub mod proxy;
+pub mod record;
