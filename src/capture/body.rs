@@ -1,0 +1,228 @@
+//! What the tee keeps of one body: the frames themselves (reference-counted
+//! `Bytes`, so keeping them is not a copy) up to the capture cap, the total
+//! size, and — past the cap — a running SHA-256 so the record still names the
+//! whole body. The recorder hands everything over exactly once: when the body
+//! ends, fails, or is dropped unfinished.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::oneshot;
+
+use crate::record::format_digest;
+
+/// How a body stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// The last frame was delivered.
+    Complete,
+    /// The body errored (e.g. the upstream reset the connection).
+    Failed(String),
+    /// The body was dropped before its end: the reader (agent or upstream
+    /// connection) went away.
+    Dropped,
+}
+
+/// A finished body as capture sees it.
+#[derive(Debug)]
+pub struct BodyCapture {
+    pub chunks: Vec<Bytes>,
+    /// Bytes kept in `chunks`.
+    pub captured: usize,
+    /// Bytes that crossed the proxy.
+    pub total: u64,
+    pub truncated: bool,
+    pub first_frame: Option<Instant>,
+    pub ended: Instant,
+    pub end: BodyEnd,
+    /// Set once the cap was passed: the digest of every byte.
+    overflow_hasher: Option<Sha256>,
+}
+
+impl BodyCapture {
+    /// `sha256:<hex>` of the whole body as it crossed the wire.
+    pub fn digest(&self) -> String {
+        let hasher = match &self.overflow_hasher {
+            Some(h) => h.clone(),
+            None => {
+                let mut h = Sha256::new();
+                for c in &self.chunks {
+                    h.update(c);
+                }
+                h
+            }
+        };
+        format_digest(&hasher.finalize().into())
+    }
+
+    /// The captured bytes as one contiguous buffer.
+    pub fn contiguous(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.captured);
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    /// A capture of a body that was never sent (a refused request, say).
+    pub fn empty(end: BodyEnd) -> Self {
+        Self {
+            chunks: Vec::new(),
+            captured: 0,
+            total: 0,
+            truncated: false,
+            first_frame: None,
+            ended: Instant::now(),
+            end,
+            overflow_hasher: None,
+        }
+    }
+}
+
+/// Lives inside the tee; records frames as they pass.
+#[derive(Debug)]
+pub struct BodyRecorder {
+    cap: usize,
+    tx: Option<oneshot::Sender<BodyCapture>>,
+    chunks: Vec<Bytes>,
+    captured: usize,
+    total: u64,
+    first_frame: Option<Instant>,
+    overflow_hasher: Option<Sha256>,
+}
+
+impl BodyRecorder {
+    pub fn new(cap: usize) -> (Self, oneshot::Receiver<BodyCapture>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Self {
+                cap,
+                tx: Some(tx),
+                chunks: Vec::new(),
+                captured: 0,
+                total: 0,
+                first_frame: None,
+                overflow_hasher: None,
+            },
+            rx,
+        )
+    }
+
+    pub fn on_data(&mut self, data: &Bytes) {
+        if self.tx.is_none() || data.is_empty() {
+            return;
+        }
+        if self.first_frame.is_none() {
+            self.first_frame = Some(Instant::now());
+        }
+        self.total += data.len() as u64;
+        if let Some(h) = &mut self.overflow_hasher {
+            h.update(data);
+            return;
+        }
+        let room = self.cap - self.captured;
+        if data.len() <= room {
+            self.captured += data.len();
+            self.chunks.push(data.clone());
+            return;
+        }
+        // Crossing the cap: keep what fits, and from here on hash instead.
+        let mut h = Sha256::new();
+        for c in &self.chunks {
+            h.update(c);
+        }
+        h.update(data);
+        if room > 0 {
+            self.chunks.push(data.slice(..room));
+            self.captured += room;
+        }
+        self.overflow_hasher = Some(h);
+    }
+
+    /// A recorder with no one to report to (its report was already given).
+    pub fn finished() -> Self {
+        Self {
+            cap: 0,
+            tx: None,
+            chunks: Vec::new(),
+            captured: 0,
+            total: 0,
+            first_frame: None,
+            overflow_hasher: None,
+        }
+    }
+
+    /// Hands the capture over. Later calls (and the drop) do nothing.
+    pub fn finish(&mut self, end: BodyEnd) {
+        if let Some(tx) = self.tx.take() {
+            let capture = BodyCapture {
+                chunks: std::mem::take(&mut self.chunks),
+                captured: self.captured,
+                total: self.total,
+                truncated: self.overflow_hasher.is_some(),
+                first_frame: self.first_frame,
+                ended: Instant::now(),
+                end,
+                overflow_hasher: self.overflow_hasher.take(),
+            };
+            // The capture task may be gone (shutdown); then there is no one to tell.
+            let _ = tx.send(capture);
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.tx.is_none()
+    }
+}
+
+impl Drop for BodyRecorder {
+    fn drop(&mut self) {
+        self.finish(BodyEnd::Dropped);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::digest_of;
+
+    #[test]
+    fn under_cap_keeps_everything() {
+        let (mut r, mut rx) = BodyRecorder::new(100);
+        r.on_data(&Bytes::from_static(b"hello "));
+        r.on_data(&Bytes::from_static(b"world"));
+        r.finish(BodyEnd::Complete);
+        let c = rx.try_recv().unwrap();
+        assert_eq!(c.contiguous(), b"hello world");
+        assert!(!c.truncated);
+        assert_eq!(c.digest(), digest_of(b"hello world"));
+        assert_eq!(c.end, BodyEnd::Complete);
+    }
+
+    #[test]
+    fn over_cap_keeps_prefix_and_digest_of_whole() {
+        let (mut r, mut rx) = BodyRecorder::new(8);
+        for part in [&b"0123"[..], b"4567", b"89ab", b"cdef"] {
+            r.on_data(&Bytes::copy_from_slice(part));
+        }
+        drop(r);
+        let c = rx.try_recv().unwrap();
+        assert!(c.truncated);
+        assert_eq!(c.contiguous(), b"01234567");
+        assert_eq!(c.total, 16);
+        assert_eq!(c.digest(), digest_of(b"0123456789abcdef"));
+        assert_eq!(c.end, BodyEnd::Dropped);
+    }
+
+    #[test]
+    fn cap_crossed_mid_frame() {
+        let (mut r, mut rx) = BodyRecorder::new(5);
+        r.on_data(&Bytes::from_static(b"0123"));
+        r.on_data(&Bytes::from_static(b"4567"));
+        r.finish(BodyEnd::Complete);
+        let c = rx.try_recv().unwrap();
+        assert_eq!(c.contiguous(), b"01234");
+        assert_eq!(c.digest(), digest_of(b"01234567"));
+    }
+}

@@ -1,0 +1,18 @@
+//! Capture: from copies of the bytes that crossed the proxy to normalized
+//! records. Nothing here is on the forwarding path: the tee hands over frames
+//! it already holds, and all decoding and parsing happens in a per-exchange
+//! task that finishes after the agent has its response.
+
+pub mod anthropic;
+pub mod api;
+pub mod body;
+pub mod decode;
+pub mod exchange;
+pub mod openai_chat;
+pub mod openai_responses;
+pub mod parts;
+pub mod session;
+pub mod sse;
+
+#[cfg(test)]
+mod golden_tests;

@@ -1,0 +1,108 @@
+//! The per-exchange capture task. The proxy hands it receivers for the
+//! request body, the upstream outcome and the response body; each is resolved
+//! exactly once, by completion or by drop, so the task always ends and always
+//! produces a record. Parsing runs on the blocking pool; the result goes to
+//! the journal, whose bounded queue is the only place this task can wait.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::journal::Journal;
+use crate::metrics::Metrics;
+use crate::record::{CompletionStatus, Header};
+
+use super::body::{BodyCapture, BodyEnd};
+use super::exchange::{self, Outcome, RequestMeta};
+
+/// What the proxy reports about the upstream side.
+pub enum UpstreamEvent {
+    Response {
+        status: u16,
+        version: String,
+        headers: Vec<Header>,
+        content_type: String,
+        content_encoding: String,
+        at: Instant,
+        body: oneshot::Receiver<BodyCapture>,
+    },
+    Failed {
+        status: CompletionStatus,
+        http_status: u16,
+        message: String,
+    },
+}
+
+/// The proxy's end of a capture: report the outcome once. If it is dropped
+/// without a report, the agent went away first.
+pub struct CaptureHandle {
+    tx: Option<oneshot::Sender<(UpstreamEvent, Instant)>>,
+}
+
+impl CaptureHandle {
+    pub fn report(&mut self, event: UpstreamEvent) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send((event, Instant::now()));
+        }
+    }
+}
+
+/// Starts the capture task for one exchange.
+pub fn start(
+    meta: RequestMeta,
+    request_body: Option<oneshot::Receiver<BodyCapture>>,
+    journal: Journal,
+    metrics: Arc<Metrics>,
+    tracker: &tokio_util::task::TaskTracker,
+) -> CaptureHandle {
+    let (tx, rx) = oneshot::channel();
+    tracker.spawn(async move {
+        let outcome = match rx.await {
+            Ok((UpstreamEvent::Response { status, version, headers, content_type, content_encoding, at, body }, _)) => {
+                let body = body
+                    .await
+                    .unwrap_or_else(|_| BodyCapture::empty(BodyEnd::Dropped));
+                Outcome::Response { status, version, headers, content_type, content_encoding, at, body: Box::new(body) }
+            }
+            Ok((UpstreamEvent::Failed { status, http_status, message }, at)) => Outcome::Failed {
+                status,
+                http_status,
+                message,
+                at,
+            },
+            Err(_) => Outcome::ClientGone { at: Instant::now() },
+        };
+        let request = match request_body {
+            Some(rx) => rx
+                .await
+                .unwrap_or_else(|_| BodyCapture::empty(BodyEnd::Dropped)),
+            None => BodyCapture::empty(BodyEnd::Complete),
+        };
+        let fallback = exchange::Built::minimal(&meta);
+        let built = match tokio::task::spawn_blocking(move || exchange::build(meta, request, outcome)).await {
+            Ok(b) => b,
+            Err(e) => {
+                // A bug in parsing must not take the recorder down or lose the
+                // fact that the exchange happened.
+                tracing::error!(error = %e, "capture failed to build a full record; keeping a minimal one");
+                let mut b = fallback;
+                b.interaction.capture_issues.push(crate::record::CaptureIssue {
+                    kind: "internal".into(),
+                    detail: format!("capture failed: {e}"),
+                });
+                b
+            }
+        };
+        metrics.interaction_captured(&built.interaction);
+        if let Some(http) = &built.interaction.http {
+            let size = |b: &Option<crate::record::Body>| b.as_ref().map_or(0, |b| b.size);
+            metrics.bytes(&built.interaction.route, size(&http.request_body), size(&http.response_body));
+        }
+        for issue in &built.interaction.capture_issues {
+            metrics.capture_error(&issue.kind);
+        }
+        journal.append_interaction(built.interaction, built.blobs).await;
+    });
+    CaptureHandle { tx: Some(tx) }
+}
