@@ -1,0 +1,123 @@
+//! The journal's SQLite layout and how a file is opened.
+//!
+//! `entries` is the append-only log (one row per `JournalEntry`, its protobuf
+//! bytes in `entry`, `seq` from 1 without gaps; `prev_hash`/`entry_hash` hold
+//! the hash chain). `blobs` is the content-addressed store every record refers
+//! to by digest. `meta` holds the journal's identity and keys.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::JournalError;
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entries (
+    seq            INTEGER PRIMARY KEY,
+    kind           TEXT NOT NULL,
+    execution_id   TEXT,
+    interaction_id TEXT,
+    recorded_at_us INTEGER NOT NULL,
+    entry          BLOB NOT NULL,
+    prev_hash      BLOB,
+    entry_hash     BLOB
+);
+CREATE INDEX IF NOT EXISTS entries_by_execution ON entries (execution_id, seq);
+CREATE TABLE IF NOT EXISTS blobs (
+    digest TEXT PRIMARY KEY,
+    size   INTEGER NOT NULL,
+    data   BLOB NOT NULL
+);
+";
+
+/// Opens (creating if needed) a journal for writing: the file is created
+/// `0600` in a `0700` directory before SQLite touches it, WAL mode is on, and
+/// the schema and identity exist.
+pub fn open_for_writing(path: &Path) -> Result<Connection, JournalError> {
+    let io = |e: std::io::Error| JournalError::Io(path.display().to_string(), e);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        create_private_dir(dir).map_err(io)?;
+    }
+    create_private_file(path).map_err(io)?;
+    let conn = Connection::open(path).map_err(|e| JournalError::sqlite(path, e))?;
+    let sq = |e| JournalError::sqlite(path, e);
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sq)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sq)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sq)?;
+    conn.execute_batch(SCHEMA).map_err(sq)?;
+    let version: Option<String> = get_meta(&conn, "schema_version").map_err(sq)?;
+    match version.as_deref().map(str::parse::<i64>) {
+        None => {
+            set_meta(&conn, "schema_version", &SCHEMA_VERSION.to_string()).map_err(sq)?;
+            set_meta(&conn, "journal_id", &uuid::Uuid::new_v4().to_string()).map_err(sq)?;
+            let key: [u8; 32] = rand::random();
+            set_meta(&conn, "fingerprint_key", &hex::encode(key)).map_err(sq)?;
+        }
+        Some(Ok(v)) if v == SCHEMA_VERSION => {}
+        Some(other) => {
+            return Err(JournalError::Incompatible(format!(
+                "{} has journal schema version {:?}; this sidetrace reads version {SCHEMA_VERSION}",
+                path.display(),
+                other
+            )));
+        }
+    }
+    Ok(conn)
+}
+
+/// Opens an existing journal for reading only.
+pub fn open_for_reading(path: &Path) -> Result<Connection, JournalError> {
+    if !path.exists() {
+        return Err(JournalError::Missing(path.display().to_string()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| JournalError::sqlite(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| JournalError::sqlite(path, e))?;
+    Ok(conn)
+}
+
+pub fn get_meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
