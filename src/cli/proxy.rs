@@ -1,0 +1,141 @@
+//! `sidetrace proxy`: run the recording reverse proxy until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::config::{Overrides, ProxyConfig};
+use crate::proxy::Server;
+
+/// Flags shared by `proxy` and `check-config`. Each is also read from the
+/// `SIDETRACE_*` variable named in its help.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// TOML config file (routes, upstream, capture, journal, execution sections).
+    #[arg(long, env = "SIDETRACE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address agents connect to [default: 127.0.0.1:4480].
+    #[arg(long, env = "SIDETRACE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Address of /healthz, /readyz and /metrics [default: 127.0.0.1:4481].
+    #[arg(long, env = "SIDETRACE_ADMIN", value_name = "ADDR")]
+    pub admin: Option<String>,
+
+    /// A reverse route, PREFIX=UPSTREAM_URL (repeatable; replaces the config file's routes).
+    /// The API is detected from the path. Without any route: /openai=https://api.openai.com
+    /// and /anthropic=https://api.anthropic.com.
+    #[arg(
+        long = "route",
+        env = "SIDETRACE_ROUTE",
+        value_delimiter = ',',
+        value_name = "PREFIX=URL"
+    )]
+    pub routes: Vec<String>,
+
+    /// Extra PEM CA certificate(s) to trust for upstream TLS, besides the system and webpki roots.
+    #[arg(long, env = "SIDETRACE_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// How long to wait for an upstream's response headers before answering 504 [default: 10m].
+    #[arg(long, env = "SIDETRACE_UPSTREAM_TIMEOUT", value_name = "DURATION")]
+    pub upstream_timeout: Option<String>,
+
+    /// How long to wait for a TCP connection to an upstream [default: 10s].
+    #[arg(long, env = "SIDETRACE_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+
+    /// Journal file [default: $XDG_DATA_HOME/sidetrace/journal.db].
+    #[arg(long, env = "SIDETRACE_JOURNAL", value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+
+    /// Largest body kept in the record; larger bodies are forwarded whole and
+    /// recorded by prefix and digest [default: 32MiB].
+    #[arg(long, env = "SIDETRACE_CAPTURE_MAX_BODY", value_name = "SIZE")]
+    pub capture_max_body: Option<String>,
+
+    /// Execution id for requests without a Sidetrace-Execution-Id header
+    /// [default: one is created per proxy run].
+    #[arg(long, env = "SIDETRACE_EXECUTION_ID", value_name = "ID")]
+    pub execution_id: Option<String>,
+
+    /// The human sponsor of this run's work, for requests without a Sidetrace-Sponsor header.
+    #[arg(long, env = "SIDETRACE_SPONSOR", value_name = "WHO")]
+    pub sponsor: Option<String>,
+
+    /// The change (merge/pull request) id, for requests without a Sidetrace-Change-Id header.
+    #[arg(long, env = "SIDETRACE_CHANGE_ID", value_name = "ID")]
+    pub change_id: Option<String>,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish [default: 30s].
+    #[arg(long, env = "SIDETRACE_DRAIN_TIMEOUT", value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+}
+
+impl ProxyArgs {
+    pub fn load(&self) -> Result<ProxyConfig, crate::config::ConfigErrors> {
+        let o = Overrides {
+            listen: self.listen.clone(),
+            admin: self.admin.clone(),
+            routes: self.routes.clone(),
+            upstream_ca: self.upstream_ca.clone(),
+            upstream_timeout: self.upstream_timeout.clone(),
+            connect_timeout: self.connect_timeout.clone(),
+            journal: self.journal.clone(),
+            capture_max_body: self.capture_max_body.clone(),
+            execution_id: self.execution_id.clone(),
+            sponsor: self.sponsor.clone(),
+            change_id: self.change_id.clone(),
+            drain_timeout: self.drain_timeout.clone(),
+        };
+        ProxyConfig::load(self.config.as_deref(), o)
+    }
+}
+
+pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let config = args.load()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sidetrace")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let routes: Vec<String> = config
+            .routes
+            .iter()
+            .map(|r| format!("{} -> {}", r.prefix, r.upstream))
+            .collect();
+        let journal = config.journal_path.display().to_string();
+        let server = Server::bind(config).await?;
+        tracing::info!(
+            listen = %server.local_addr(),
+            admin = %server.admin_addr(),
+            journal = %journal,
+            execution = %server.default_execution_id(),
+            routes = %routes.join(", "),
+            "sidetrace proxy listening"
+        );
+        server.run(shutdown_signal()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT will stop sidetrace");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,219 @@
+//! The proxy server: binds its ports, serves agents over HTTP/1.1 and h2c,
+//! and shuts down gracefully.
+//!
+//! Shutdown order matters for "no data lost": stop accepting, let in-flight
+//! exchanges finish (up to the drain timeout, then cut them — their records
+//! say so), wait for every capture task to hand its record to the journal,
+//! close the executions this run owns, and only then close the journal.
+
+pub mod body;
+pub mod errors;
+pub mod forward;
+pub mod headers;
+pub mod routes;
+pub mod tee;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState};
+use crate::config::ProxyConfig;
+use crate::journal::{Journal, WriterThread};
+use crate::metrics::Metrics;
+use crate::record::execution::ExecutionRegistry;
+use crate::record::redact::Fingerprinter;
+use crate::record::{ExecutionEnd, timestamp};
+
+use forward::ProxyState;
+use routes::RouteTable;
+
+/// How long to wait for capture tasks to hand over their records at shutdown.
+const CAPTURE_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    #[error(transparent)]
+    Upstream(#[from] upstream::UpstreamSetupError),
+}
+
+/// A bound, not yet serving, proxy.
+pub struct Server {
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    state: Arc<ProxyState>,
+    admin: Arc<AdminState>,
+    writer: WriterThread,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    /// Opens the journal, builds the upstream client and binds both ports.
+    pub async fn bind(config: ProxyConfig) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let (journal, writer) = Journal::open(&config.journal_path, metrics.clone())?;
+        let client = upstream::client(config.upstream_ca.as_deref(), config.connect_timeout)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartError::Bind(config.listen, e))?;
+        let admin_listener = TcpListener::bind(config.admin)
+            .await
+            .map_err(|e| StartError::Bind(config.admin, e))?;
+        let listen = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(config.listen, e))?;
+        let fingerprinter = Fingerprinter::new(journal.fingerprint_key());
+        let state = Arc::new(ProxyState {
+            routes: RouteTable::new(config.routes),
+            client,
+            journal,
+            metrics: metrics.clone(),
+            executions: ExecutionRegistry::new(config.execution, fingerprinter),
+            captures: TaskTracker::new(),
+            capture_max_body: config.capture_max_body,
+            upstream_timeout: config.upstream_timeout,
+            listen,
+        });
+        Ok(Self {
+            listener,
+            admin_listener,
+            state,
+            admin: Arc::new(AdminState {
+                metrics,
+                ready: AtomicBool::new(false),
+            }),
+            writer,
+            drain_timeout: config.drain_timeout,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.state.listen
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The execution this run records into when requests name none.
+    pub fn default_execution_id(&self) -> String {
+        self.state.executions.default_execution_id().to_owned()
+    }
+
+    /// Serves until `shutdown` resolves, then drains and closes the journal.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            admin_listener,
+            state,
+            admin,
+            writer,
+            drain_timeout,
+        } = self;
+        let admin_stop = CancellationToken::new();
+        let admin_task = tokio::spawn(admin::serve(
+            admin_listener,
+            admin.clone(),
+            admin_stop.clone(),
+        ));
+
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(60));
+        builder.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        let hard_stop = CancellationToken::new();
+        let connections = TaskTracker::new();
+        admin.set_ready(true);
+
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Usually fd exhaustion: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let state = state.clone();
+            let svc =
+                hyper::service::service_fn(move |req| forward::handle(state.clone(), peer, req));
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            let hard_stop = hard_stop.clone();
+            connections.spawn(async move {
+                tokio::select! {
+                    result = conn => if let Err(e) = result {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    },
+                    _ = hard_stop.cancelled() => {}
+                }
+            });
+        }
+
+        admin.set_ready(false);
+        drop(listener);
+        tracing::info!(timeout = %humantime::format_duration(drain_timeout), "shutting down: draining in-flight requests");
+        connections.close();
+        if tokio::time::timeout(drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "drain timeout reached; cutting the remaining connections (their records are kept as incomplete)"
+            );
+            hard_stop.cancel();
+        }
+        connections.wait().await;
+
+        state.captures.close();
+        if tokio::time::timeout(CAPTURE_FLUSH_TIMEOUT, state.captures.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                "some capture tasks did not finish within {CAPTURE_FLUSH_TIMEOUT:?}; their records may be missing"
+            );
+        }
+        for id in state.executions.owned_open_executions() {
+            state
+                .journal
+                .append_execution_end(ExecutionEnd {
+                    execution_id: id,
+                    end_time: Some(timestamp(SystemTime::now())),
+                    reason: "proxy shutdown".into(),
+                    exit_status: None,
+                })
+                .await;
+        }
+        state.journal.clone().close(writer).await;
+        admin_stop.cancel();
+        let _ = admin_task.await;
+        tracing::info!("journal closed; goodbye");
+    }
+}
