@@ -1,0 +1,98 @@
+"""Drives the official OpenAI Python SDK through sidetrace for the integration tests.
+
+Usage: openai_client.py MODE REQUEST_JSON
+  MODE: chat | chat-stream | responses | responses-stream | raw-chat | raw-responses
+Environment: BASE_URL (the proxy route, e.g. http://127.0.0.1:PORT/openai/v1),
+             EXTRA_HEADERS (optional JSON object of headers to add).
+Prints one JSON object describing what the SDK saw.
+"""
+
+import base64
+import json
+import os
+import sys
+
+import openai
+
+
+def main() -> None:
+    mode, request_path = sys.argv[1], sys.argv[2]
+    with open(request_path) as f:
+        request = json.load(f)
+    client = openai.OpenAI(
+        base_url=os.environ["BASE_URL"],
+        api_key="sk-test-not-a-real-key-0123456789",
+        max_retries=0,
+        timeout=60,
+        default_headers=json.loads(os.environ.get("EXTRA_HEADERS", "{}")),
+    )
+    try:
+        out = run(client, mode, request)
+    except openai.APIStatusError as e:
+        out = {"error": {"class": type(e).__name__, "status": e.status_code, "body": e.body, "message": str(e)}}
+    except openai.APIConnectionError as e:
+        out = {"error": {"class": type(e).__name__, "message": str(e)}}
+    print(json.dumps(out))
+
+
+def run(client: openai.OpenAI, mode: str, request: dict) -> dict:
+    if mode == "chat-stream":
+        request = dict(request, stream=True)
+        text, calls, usage, model, finish = "", {}, None, None, []
+        for chunk in client.chat.completions.create(**request):
+            model = chunk.model
+            if chunk.usage is not None:
+                usage = chunk.usage.model_dump()
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                for tc in choice.delta.tool_calls or []:
+                    c = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                    c["id"] += tc.id or ""
+                    if tc.function:
+                        c["name"] += tc.function.name or ""
+                        c["arguments"] += tc.function.arguments or ""
+                if choice.finish_reason:
+                    finish.append(choice.finish_reason)
+        return {"text": text, "tool_calls": [calls[k] for k in sorted(calls)], "usage": usage, "model": model, "finish": finish}
+    if mode == "chat":
+        request = dict(request, stream=False)
+        request.pop("stream_options", None)
+        r = client.chat.completions.create(**request)
+        m = r.choices[0].message
+        calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments} for c in m.tool_calls or []]
+        return {"text": m.content, "tool_calls": calls, "usage": r.usage.model_dump(), "model": r.model, "finish": [r.choices[0].finish_reason]}
+    if mode == "responses-stream":
+        request = dict(request, stream=True)
+        events, final = [], None
+        for event in client.responses.create(**request):
+            events.append(event.type)
+            if event.type == "response.completed":
+                final = event.response
+        return {"events": events, **describe_response(final)}
+    if mode == "responses":
+        request = dict(request, stream=False)
+        return describe_response(client.responses.create(**request))
+    if mode in ("raw-chat", "raw-responses"):
+        # The undecoded bytes exactly as they arrived, for byte-for-byte comparison.
+        api = client.chat.completions if mode == "raw-chat" else client.responses
+        with api.with_streaming_response.create(**request) as resp:
+            raw = b"".join(resp.http_response.iter_raw())
+            return {
+                "status": resp.status_code,
+                "content_encoding": resp.headers.get("content-encoding"),
+                "raw_b64": base64.b64encode(raw).decode(),
+            }
+    raise SystemExit(f"unknown mode {mode}")
+
+
+def describe_response(r) -> dict:
+    calls = [
+        {"id": o.call_id, "name": o.name, "arguments": o.arguments}
+        for o in r.output
+        if o.type == "function_call"
+    ]
+    return {"text": r.output_text, "tool_calls": calls, "usage": r.usage.model_dump() if r.usage else None, "model": r.model, "status": r.status}
+
+
+if __name__ == "__main__":
+    main()

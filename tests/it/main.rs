@@ -1,0 +1,12 @@
+//! Integration tests: the proxy in-process or as the real binary, against a
+//! mock upstream, driven by the official SDKs, curl, raw HTTP and a real agent.
+
+mod common;
+
+mod agent;
+mod cli;
+mod failures;
+mod passthrough;
+mod sdk_anthropic;
+mod sdk_openai;
+mod storage;
