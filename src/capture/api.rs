@@ -164,6 +164,17 @@ pub fn normalize_message(api: Api, message: &Value) -> Message {
     }
 }
 
+/// The role of a provider-native message, without normalizing its content.
+pub fn message_role(api: Api, message: &Value) -> String {
+    let role = message.get("role").and_then(Value::as_str);
+    match (api, role) {
+        (_, Some(r)) => r.to_owned(),
+        // Responses items without a role are calls (from the model) or their outputs.
+        (Api::Responses, None) => openai_responses::item_role(message).to_owned(),
+        (_, None) => String::new(),
+    }
+}
+
 pub fn normalize_system(api: Api, system: &Value) -> Message {
     match api {
         Api::Messages => anthropic::normalize_system(system),

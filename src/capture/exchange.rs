@@ -260,7 +260,7 @@ impl Builder<'_> {
     fn message_ref(&mut self, api: Api, value: &Value) -> Message {
         let bytes = serde_json::to_vec(value).unwrap_or_default();
         let size = bytes.len() as u64;
-        let role = api::normalize_message(api, value).role;
+        let role = api::message_role(api, value);
         Message {
             role,
             digest: self.store(bytes),

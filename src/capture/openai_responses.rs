@@ -41,28 +41,41 @@ pub fn parse_request(mut map: Map<String, Value>) -> Result<ParsedRequest, Strin
     })
 }
 
-/// Normalizes one input or output item.
-pub fn normalize_item(item: &Value) -> Message {
-    let kind = match str_of(item, "type") {
+fn item_kind(item: &Value) -> &str {
+    match str_of(item, "type") {
         "" if item.get("role").is_some() => "message",
         k => k,
+    }
+}
+
+/// Who an item speaks for: messages say so; calls and reasoning are the
+/// model's; outputs are the tools'.
+pub fn item_role(item: &Value) -> &str {
+    match item_kind(item) {
+        "message" => str_of(item, "role"),
+        k if k.ends_with("_output") => "tool",
+        _ => "assistant",
+    }
+}
+
+/// Normalizes one input or output item.
+pub fn normalize_item(item: &Value) -> Message {
+    let kind = item_kind(item);
+    let mut m = Message {
+        role: item_role(item).to_owned(),
+        ..Default::default()
     };
-    let mut m = Message::default();
     match kind {
-        "message" => {
-            m.role = str_of(item, "role").to_owned();
-            match &item["content"] {
-                Value::String(s) => m.parts.push(parts::text(s.clone())),
-                Value::Array(content) => {
-                    for c in content {
-                        m.parts.push(content_part(c));
-                    }
+        "message" => match &item["content"] {
+            Value::String(s) => m.parts.push(parts::text(s.clone())),
+            Value::Array(content) => {
+                for c in content {
+                    m.parts.push(content_part(c));
                 }
-                _ => {}
             }
-        }
+            _ => {}
+        },
         "function_call" | "custom_tool_call" => {
-            m.role = "assistant".into();
             let args = if kind == "function_call" {
                 json_text(&item["arguments"])
             } else {
@@ -75,7 +88,6 @@ pub fn normalize_item(item: &Value) -> Message {
             ));
         }
         "function_call_output" | "custom_tool_call_output" => {
-            m.role = "tool".into();
             m.parts.push(parts::tool_response(
                 str_of(item, "call_id"),
                 parts::result_text(&item["output"]),
@@ -83,7 +95,6 @@ pub fn normalize_item(item: &Value) -> Message {
             ));
         }
         "reasoning" => {
-            m.role = "assistant".into();
             let mut text: Vec<&str> = Vec::new();
             for key in ["summary", "content"] {
                 for s in item

@@ -399,3 +399,84 @@ async fn help_explains_the_commands() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_cuts_streams_that_outlive_the_drain_timeout() {
+    let (tx, rx) = mpsc::channel(64);
+    let slot = Arc::new(Mutex::new(Some(rx)));
+    let mock = Mock::start(move |_| match slot.lock().unwrap().take() {
+        Some(pieces) => Reply::Stream {
+            status: 200,
+            headers: sse_headers(),
+            pieces,
+        },
+        None => Reply::json(500, "one request only"),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let route = format!("/openai={}", mock.url());
+    let proxy = RunningProxy::start(&[
+        "--route",
+        &route,
+        "--journal",
+        path_str(&journal),
+        "--drain-timeout",
+        "1s",
+    ])
+    .await;
+    let req = http::Request::post(proxy.url("/openai/v1/chat/completions"))
+        .body(Full::new(Bytes::from(fixture(
+            "openai_chat/request_tools.json",
+        ))))
+        .unwrap();
+    let resp = http_client(false).request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let events = split_events(&fixture("openai_chat/stream_tool_calls.sse"));
+    tx.send(Piece::Bytes(events[0].clone())).await.unwrap();
+    tokio::time::timeout(HANG, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    let pid = proxy.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The upstream never finishes; after the drain timeout the stream is cut.
+    let end = tokio::time::timeout(HANG, async {
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        end.is_some(),
+        "a cut stream must not look complete to the agent"
+    );
+    let (code, log) = proxy.wait().await;
+    assert_eq!(code, 0, "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("drain timeout reached")),
+        "{log:#?}"
+    );
+    drop(tx);
+    let it = only_interaction(&read_journal(&journal));
+    assert_ne!(
+        it.completion.unwrap().status,
+        sidetrace::record::CompletionStatus::Complete as i32
+    );
+    assert_eq!(
+        it.served_model, "gpt-4.1-2025-04-14",
+        "what was seen before the cut is kept"
+    );
+}
