@@ -129,6 +129,25 @@ impl StreamAssembler {
     }
 }
 
+/// The JSON data of one stream event; when it is not JSON, says so in `issues`.
+pub(crate) fn event_json(event: &SseEvent, number: u64, issues: &mut Vec<String>) -> Option<Value> {
+    match serde_json::from_str(&event.data) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            issues.push(format!("stream event {number} is not JSON: {e}"));
+            None
+        }
+    }
+}
+
+/// An event's type: its data's `type`, else the SSE event name.
+pub(crate) fn event_type<'a>(event: &'a SseEvent, data: &'a Value) -> &'a str {
+    match data.get("type").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => t,
+        _ => event.event.as_str(),
+    }
+}
+
 /// Splits a request body of a known API.
 pub fn parse_request(api: Api, body: Value) -> Result<ParsedRequest, String> {
     let Value::Object(map) = body else {

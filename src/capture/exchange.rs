@@ -42,16 +42,23 @@ pub struct RequestMeta {
     pub cap: usize,
 }
 
+/// The upstream's response head, as the proxy saw it.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub version: String,
+    /// Redacted.
+    pub headers: Vec<Header>,
+    pub content_type: String,
+    pub content_encoding: String,
+    pub at: Instant,
+}
+
 /// How the upstream side ended.
 #[derive(Debug)]
 pub enum Outcome {
     Response {
-        status: u16,
-        version: String,
-        headers: Vec<Header>,
-        content_type: String,
-        content_encoding: String,
-        at: Instant,
+        head: ResponseHead,
         body: Box<BodyCapture>,
     },
     /// sidetrace answered itself (no route, upstream unreachable, timeout, refused).
@@ -130,15 +137,15 @@ pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome) -> Built
     let mut end = request.ended;
 
     match outcome {
-        Outcome::Response {
-            status,
-            version,
-            headers,
-            content_type,
-            content_encoding,
-            at,
-            body,
-        } => {
+        Outcome::Response { head, body } => {
+            let ResponseHead {
+                status,
+                version,
+                headers,
+                content_type,
+                content_encoding,
+                at,
+            } = head;
             http.status = status as u32;
             http.upstream_version = version;
             http.response_headers = headers;

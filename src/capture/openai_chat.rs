@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::record::{Message, ToolCall, Usage};
 
-use super::api::{ParsedRequest, ParsedResponse, ProviderError, provider_error};
+use super::api::{ParsedRequest, ParsedResponse, ProviderError, event_json, provider_error};
 use super::parts::{self, json_text, str_of, u64_of};
 use super::sse::SseEvent;
 
@@ -236,13 +236,8 @@ impl Assembler {
             self.done = true;
             return;
         }
-        let chunk: Value = match serde_json::from_str(data) {
-            Ok(v) => v,
-            Err(e) => {
-                self.issues
-                    .push(format!("stream event {} is not JSON: {e}", self.events));
-                return;
-            }
+        let Some(chunk) = event_json(event, self.events, &mut self.issues) else {
+            return;
         };
         if let Some(err) = provider_error(&chunk) {
             self.error = Some(err);

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::record::{Message, ToolCall, Usage};
 
-use super::api::{ParsedRequest, ParsedResponse, ProviderError};
+use super::api::{ParsedRequest, ParsedResponse, ProviderError, event_json, event_type};
 use super::parts::{self, json_text, str_of, u64_of};
 use super::sse::SseEvent;
 
@@ -238,18 +238,10 @@ pub struct Assembler {
 impl Assembler {
     pub fn on_event(&mut self, event: &SseEvent) {
         self.events += 1;
-        let data: Value = match serde_json::from_str(&event.data) {
-            Ok(v) => v,
-            Err(e) => {
-                self.issues
-                    .push(format!("stream event {} is not JSON: {e}", self.events));
-                return;
-            }
+        let Some(data) = event_json(event, self.events, &mut self.issues) else {
+            return;
         };
-        let kind = match str_of(&data, "type") {
-            "" => event.event.as_str(),
-            k => k,
-        };
+        let kind = event_type(event, &data);
         let index = u64_of(&data, "output_index");
         match kind {
             "response.created" | "response.in_progress" | "response.queued" => {

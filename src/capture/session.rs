@@ -11,20 +11,15 @@ use tokio::sync::oneshot;
 
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::record::{CompletionStatus, Header};
+use crate::record::CompletionStatus;
 
 use super::body::{BodyCapture, BodyEnd};
-use super::exchange::{self, Outcome, RequestMeta};
+use super::exchange::{self, Outcome, RequestMeta, ResponseHead};
 
 /// What the proxy reports about the upstream side.
 pub enum UpstreamEvent {
     Response {
-        status: u16,
-        version: String,
-        headers: Vec<Header>,
-        content_type: String,
-        content_encoding: String,
-        at: Instant,
+        head: ResponseHead,
         body: oneshot::Receiver<BodyCapture>,
     },
     Failed {
@@ -59,13 +54,23 @@ pub fn start(
     let (tx, rx) = oneshot::channel();
     tracker.spawn(async move {
         let outcome = match rx.await {
-            Ok((UpstreamEvent::Response { status, version, headers, content_type, content_encoding, at, body }, _)) => {
+            Ok((UpstreamEvent::Response { head, body }, _)) => {
                 let body = body
                     .await
                     .unwrap_or_else(|_| BodyCapture::empty(BodyEnd::Dropped));
-                Outcome::Response { status, version, headers, content_type, content_encoding, at, body: Box::new(body) }
+                Outcome::Response {
+                    head,
+                    body: Box::new(body),
+                }
             }
-            Ok((UpstreamEvent::Failed { status, http_status, message }, at)) => Outcome::Failed {
+            Ok((
+                UpstreamEvent::Failed {
+                    status,
+                    http_status,
+                    message,
+                },
+                at,
+            )) => Outcome::Failed {
                 status,
                 http_status,
                 message,

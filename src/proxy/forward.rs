@@ -9,22 +9,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderMap, Request, Response, StatusCode, Version, header};
+use http::request::Parts;
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use crate::capture::api::{self, RouteProtocol};
-use crate::capture::body::BodyRecorder;
-use crate::capture::exchange::RequestMeta;
+use crate::capture::body::{BodyCapture, BodyRecorder};
+use crate::capture::exchange::{RequestMeta, ResponseHead};
 use crate::capture::session::{self, CaptureHandle, UpstreamEvent};
 use crate::journal::Journal;
 use crate::metrics::Metrics;
-use crate::record::CompletionStatus;
 use crate::record::execution::{ExecutionRegistry, RequestContext};
 use crate::record::redact::recorded_headers;
+use crate::record::{CompletionStatus, Provider};
 
 use super::body::ProxyBody;
-use super::routes::RouteTable;
+use super::routes::{Resolved, RouteTable};
 use super::tee::{RequestBody, TeeBody};
 use super::upstream::UpstreamClient;
 use super::{errors, headers};
@@ -41,6 +43,22 @@ pub struct ProxyState {
     pub upstream_timeout: Duration,
     /// The address agents reach us on, for error messages.
     pub listen: SocketAddr,
+}
+
+impl ProxyState {
+    fn start_capture(
+        &self,
+        meta: RequestMeta,
+        request_body: Option<oneshot::Receiver<BodyCapture>>,
+    ) -> CaptureHandle {
+        session::start(
+            meta,
+            request_body,
+            self.journal.clone(),
+            self.metrics.clone(),
+            &self.captures,
+        )
+    }
 }
 
 /// Counts a request in flight and its final status, even if the agent goes
@@ -70,6 +88,32 @@ impl Drop for RequestGuard<'_> {
     }
 }
 
+/// An answer sidetrace gives itself instead of the upstream's.
+struct LocalAnswer {
+    status: CompletionStatus,
+    http: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl LocalAnswer {
+    /// Records the answer and returns it in the provider's error shape.
+    fn send(
+        self,
+        provider: Provider,
+        mut capture: CaptureHandle,
+        guard: &mut RequestGuard,
+    ) -> Response<ProxyBody> {
+        guard.status = Some(self.http.as_u16());
+        capture.report(UpstreamEvent::Failed {
+            status: self.status,
+            http_status: self.http.as_u16(),
+            message: self.message.clone(),
+        });
+        errors::respond(provider, self.http, self.code, &self.message)
+    }
+}
+
 pub async fn handle(
     state: Arc<ProxyState>,
     peer: SocketAddr,
@@ -80,19 +124,18 @@ pub async fn handle(
     let mut guard = RequestGuard::new(&state.metrics);
     let (parts, body) = req.into_parts();
 
-    let resolved = state.routes.resolve(&parts.uri);
-    let (provider, api, route_prefix) = match &resolved {
-        Some(r) => {
-            let (p, a) = api::detect(r.route.protocol, r.rest);
-            (p, a, r.route.prefix.clone())
-        }
-        None => {
-            // No route: guess the provider from the path, for the error's shape.
-            let (p, a) = api::detect(RouteProtocol::Auto, parts.uri.path());
-            (p, a, String::new())
-        }
+    // Cheap (shared bytes); lets the resolved route borrow it while `parts` moves on.
+    let uri = parts.uri.clone();
+    let resolved = state.routes.resolve(&uri);
+    let (provider, api) = match &resolved {
+        Some(r) => api::detect(r.route.protocol, r.rest),
+        // No route: guess the provider from the path, for the error's shape.
+        None => api::detect(RouteProtocol::Auto, parts.uri.path()),
     };
-    guard.route = route_prefix.clone();
+    guard.route = resolved
+        .as_ref()
+        .map(|r| r.route.prefix.clone())
+        .unwrap_or_default();
 
     let (context, refusal) = match state.executions.resolve(&parts.headers, start) {
         Ok((ctx, opened)) => {
@@ -107,19 +150,12 @@ pub async fn handle(
         ),
     };
 
-    let header_text = |name: header::HeaderName| {
-        parts
-            .headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default()
-    };
     let meta = RequestMeta {
         interaction_id: uuid::Uuid::now_v7().to_string(),
         context,
         provider,
         api,
-        route: route_prefix.clone(),
+        route: guard.route.clone(),
         method: parts.method.to_string(),
         path: parts
             .uri
@@ -132,154 +168,114 @@ pub async fn handle(
         client_version: version_name(parts.version).to_owned(),
         client_address: peer.to_string(),
         headers: recorded_headers(&parts.headers),
-        content_type: header_text(header::CONTENT_TYPE),
-        content_encoding: header_text(header::CONTENT_ENCODING),
-        traceparent: parts
-            .headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
+        content_type: header_text(&parts.headers, header::CONTENT_TYPE),
+        content_encoding: header_text(&parts.headers, header::CONTENT_ENCODING),
+        traceparent: header_text(
+            &parts.headers,
+            header::HeaderName::from_static("traceparent"),
+        ),
         start,
         start_instant,
         cap: state.capture_max_body,
     };
 
-    let refuse = |capture: &mut CaptureHandle,
-                  status: CompletionStatus,
-                  http: StatusCode,
-                  code: &str,
-                  message: String| {
-        capture.report(UpstreamEvent::Failed {
-            status,
-            http_status: http.as_u16(),
-            message: message.clone(),
-        });
-        errors::respond(provider, http, code, &message)
-    };
-
     let Some(resolved) = resolved else {
-        let mut capture = session::start(
-            meta,
-            None,
-            state.journal.clone(),
-            state.metrics.clone(),
-            &state.captures,
-        );
-        let message = no_route_message(&state, parts.uri.path());
-        guard.status = Some(404);
-        return Ok(refuse(
-            &mut capture,
-            CompletionStatus::NoRoute,
-            StatusCode::NOT_FOUND,
-            "route_not_found",
-            message,
-        ));
+        let answer = LocalAnswer {
+            status: CompletionStatus::NoRoute,
+            http: StatusCode::NOT_FOUND,
+            code: "route_not_found",
+            message: no_route_message(&state, parts.uri.path()),
+        };
+        return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
     };
     if let Some(message) = refusal {
-        let mut capture = session::start(
-            meta,
-            None,
-            state.journal.clone(),
-            state.metrics.clone(),
-            &state.captures,
-        );
-        guard.status = Some(400);
-        return Ok(refuse(
-            &mut capture,
-            CompletionStatus::Refused,
-            StatusCode::BAD_REQUEST,
-            "invalid_sidetrace_header",
+        let answer = LocalAnswer {
+            status: CompletionStatus::Refused,
+            http: StatusCode::BAD_REQUEST,
+            code: "invalid_sidetrace_header",
             message,
-        ));
+        };
+        return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
     }
+    Ok(forward(&state, &mut guard, meta, parts, body, &resolved).await)
+}
 
-    let upstream_uri = resolved.upstream_uri.clone();
+async fn forward(
+    state: &ProxyState,
+    guard: &mut RequestGuard<'_>,
+    meta: RequestMeta,
+    parts: Parts,
+    body: Incoming,
+    resolved: &Resolved<'_>,
+) -> Response<ProxyBody> {
+    let provider = meta.provider;
+    let start = meta.start_instant;
     let (recorder, request_capture) = BodyRecorder::new(state.capture_max_body);
-    let mut capture = session::start(
-        meta,
-        Some(request_capture),
-        state.journal.clone(),
-        state.metrics.clone(),
-        &state.captures,
-    );
+    let mut capture = state.start_capture(meta, Some(request_capture));
 
     let mut out_headers = parts.headers;
     headers::strip(&mut out_headers);
     out_headers.remove(header::HOST);
     let mut upstream_req = Request::new(RequestBody::new(body, recorder));
     *upstream_req.method_mut() = parts.method;
-    *upstream_req.uri_mut() = upstream_uri.clone();
+    *upstream_req.uri_mut() = resolved.upstream_uri.clone();
     *upstream_req.headers_mut() = out_headers;
 
+    let route = &resolved.route.prefix;
+    let upstream = origin(&resolved.upstream_uri);
     let sent =
         tokio::time::timeout(state.upstream_timeout, state.client.request(upstream_req)).await;
-    let route = &resolved.route.prefix;
-    match sent {
+    let answer = match sent {
         Ok(Ok(resp)) => {
-            state
-                .metrics
-                .upstream_latency(route, start_instant.elapsed());
+            state.metrics.upstream_latency(route, start.elapsed());
             let (mut rparts, rbody) = resp.into_parts();
-            let status = rparts.status.as_u16();
-            let upstream_version = version_name(rparts.version).to_owned();
             headers::strip(&mut rparts.headers);
-            let text = |h: &HeaderMap, name: header::HeaderName| {
-                h.get(name)
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                    .unwrap_or_default()
-            };
             let (recorder, response_capture) = BodyRecorder::new(state.capture_max_body);
             capture.report(UpstreamEvent::Response {
-                status,
-                version: upstream_version,
-                headers: recorded_headers(&rparts.headers),
-                content_type: text(&rparts.headers, header::CONTENT_TYPE),
-                content_encoding: text(&rparts.headers, header::CONTENT_ENCODING),
-                at: Instant::now(),
+                head: ResponseHead {
+                    status: rparts.status.as_u16(),
+                    version: version_name(rparts.version).to_owned(),
+                    headers: recorded_headers(&rparts.headers),
+                    content_type: header_text(&rparts.headers, header::CONTENT_TYPE),
+                    content_encoding: header_text(&rparts.headers, header::CONTENT_ENCODING),
+                    at: Instant::now(),
+                },
                 body: response_capture,
             });
+            guard.status = Some(rparts.status.as_u16());
             // The agent's connection decides its own HTTP version.
             rparts.version = Version::HTTP_11;
-            guard.status = Some(status);
-            Ok(Response::from_parts(
+            return Response::from_parts(
                 rparts,
                 ProxyBody::upstream(TeeBody::new(rbody, recorder)),
-            ))
+            );
         }
         Ok(Err(e)) => {
-            let message = format!(
-                "sidetrace could not reach the upstream {} (route {route}): {}. Check the route's upstream URL, DNS, TLS trust (--upstream-ca) and that the host is reachable from where sidetrace runs.",
-                origin(&upstream_uri),
-                error_chain(&e)
-            );
-            tracing::warn!(route = %route, upstream = %origin(&upstream_uri), error = %error_chain(&e), "upstream unreachable");
-            guard.status = Some(502);
-            Ok(refuse(
-                &mut capture,
-                CompletionStatus::UpstreamUnreachable,
-                StatusCode::BAD_GATEWAY,
-                "upstream_unreachable",
-                message,
-            ))
+            let cause = error_chain(&e);
+            tracing::warn!(route = %route, upstream = %upstream, error = %cause, "upstream unreachable");
+            LocalAnswer {
+                status: CompletionStatus::UpstreamUnreachable,
+                http: StatusCode::BAD_GATEWAY,
+                code: "upstream_unreachable",
+                message: format!(
+                    "sidetrace could not reach the upstream {upstream} (route {route}): {cause}. Check the route's upstream URL, DNS, TLS trust (--upstream-ca) and that the host is reachable from where sidetrace runs."
+                ),
+            }
         }
         Err(_) => {
-            let message = format!(
-                "the upstream {} sent no response within {} (route {route}). The provider may be overloaded or the request very long; raise --upstream-timeout if such requests are expected.",
-                origin(&upstream_uri),
-                humantime::format_duration(state.upstream_timeout)
-            );
-            tracing::warn!(route = %route, upstream = %origin(&upstream_uri), "upstream timeout");
-            guard.status = Some(504);
-            Ok(refuse(
-                &mut capture,
-                CompletionStatus::UpstreamTimeout,
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                message,
-            ))
+            tracing::warn!(route = %route, upstream = %upstream, "upstream timeout");
+            LocalAnswer {
+                status: CompletionStatus::UpstreamTimeout,
+                http: StatusCode::GATEWAY_TIMEOUT,
+                code: "upstream_timeout",
+                message: format!(
+                    "the upstream {upstream} sent no response within {} (route {route}). The provider may be overloaded or the request very long; raise --upstream-timeout if such requests are expected.",
+                    humantime::format_duration(state.upstream_timeout)
+                ),
+            }
         }
-    }
+    };
+    answer.send(provider, capture, guard)
 }
 
 /// The context of a request whose `Sidetrace-*` headers were refused: the
@@ -291,14 +287,7 @@ async fn fallback_context(
     journal: &Journal,
 ) -> RequestContext {
     let mut clean = headers.clone();
-    let ours: Vec<_> = clean
-        .keys()
-        .filter(|n| headers::is_sidetrace_header(n))
-        .cloned()
-        .collect();
-    for n in ours {
-        clean.remove(n);
-    }
+    headers::strip(&mut clean);
     let (ctx, opened) = executions
         .resolve(&clean, now)
         .expect("a request without Sidetrace-* headers always resolves");
@@ -323,7 +312,14 @@ fn no_route_message(state: &ProxyState, path: &str) -> String {
     )
 }
 
-fn origin(uri: &http::Uri) -> String {
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+fn origin(uri: &Uri) -> String {
     format!(
         "{}://{}",
         uri.scheme_str().unwrap_or("http"),

@@ -2,17 +2,15 @@
 //! flags, SIGTERM with a stream in flight, `sidetrace show` in both formats,
 //! and `sidetrace check-config`.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
-use crate::common::mock::{Mock, Piece, Reply, split_events, sse_headers};
+use crate::common::mock::{Mock, Piece, split_events};
 use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sidetrace");
@@ -231,17 +229,7 @@ async fn proxy_records_and_show_reports_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_an_in_flight_stream_finish() {
-    let (tx, rx) = mpsc::channel(64);
-    let slot = Arc::new(Mutex::new(Some(rx)));
-    let mock = Mock::start(move |_| match slot.lock().unwrap().take() {
-        Some(pieces) => Reply::Stream {
-            status: 200,
-            headers: sse_headers(),
-            pieces,
-        },
-        None => Reply::json(500, "one request only"),
-    })
-    .await;
+    let (mock, tx) = Mock::gated("one request only").await;
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.db");
     let route = format!("/anthropic={}", mock.url());
@@ -402,17 +390,7 @@ async fn help_explains_the_commands() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_cuts_streams_that_outlive_the_drain_timeout() {
-    let (tx, rx) = mpsc::channel(64);
-    let slot = Arc::new(Mutex::new(Some(rx)));
-    let mock = Mock::start(move |_| match slot.lock().unwrap().take() {
-        Some(pieces) => Reply::Stream {
-            status: 200,
-            headers: sse_headers(),
-            pieces,
-        },
-        None => Reply::json(500, "one request only"),
-    })
-    .await;
+    let (mock, tx) = Mock::gated("one request only").await;
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal.db");
     let route = format!("/openai={}", mock.url());

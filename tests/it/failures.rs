@@ -1,15 +1,13 @@
 //! Bad input and broken peers: each forwards or fails the way a direct
 //! connection would, is recorded, and leaves the proxy healthy.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use sidetrace::record::{CompletionStatus, digest_of, part::Kind};
-use tokio::sync::mpsc;
 
-use crate::common::mock::{Mock, Piece, Reply, split_events, sse_headers};
+use crate::common::mock::{Mock, Piece, Reply, split_events};
 use crate::common::*;
 
 fn status_of(it: &sidetrace::record::Interaction) -> CompletionStatus {
@@ -124,25 +122,9 @@ async fn silent_upstream_is_a_504() {
     assert_eq!(status_of(&it), CompletionStatus::UpstreamTimeout);
 }
 
-/// A mock whose one streamed reply the test feeds piece by piece.
-async fn gated_mock(fallback: &'static str) -> (Mock, mpsc::Sender<Piece>) {
-    let (tx, rx) = mpsc::channel(64);
-    let slot = Arc::new(Mutex::new(Some(rx)));
-    let mock = Mock::start(move |_| match slot.lock().unwrap().take() {
-        Some(pieces) => Reply::Stream {
-            status: 200,
-            headers: sse_headers(),
-            pieces,
-        },
-        None => Reply::json(200, fixture(fallback)),
-    })
-    .await;
-    (mock, tx)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_closing_mid_stream_fails_like_a_direct_connection() {
-    let (mock, tx) = gated_mock("openai_chat/response_tool_calls.json").await;
+    let (mock, tx) = Mock::gated(fixture("openai_chat/response_tool_calls.json")).await;
     let mut proxy = TestProxy::start(
         &[("/anthropic", &mock.url()), ("/openai", &mock.url())],
         |_| {},
@@ -206,7 +188,7 @@ async fn upstream_closing_mid_stream_fails_like_a_direct_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_hanging_up_mid_stream_is_recorded() {
-    let (mock, tx) = gated_mock("openai_chat/response_tool_calls.json").await;
+    let (mock, tx) = Mock::gated(fixture("openai_chat/response_tool_calls.json")).await;
     let mut proxy = TestProxy::start(&[("/openai", &mock.url())], |_| {}).await;
     let events = split_events(&fixture("openai_chat/stream_tool_calls.sse"));
 

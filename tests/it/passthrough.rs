@@ -2,35 +2,16 @@
 //! bytes and headers are untouched (but for hop-by-hop and `Sidetrace-*`),
 //! over HTTP/1.1 and h2 on both sides, and upstream TLS is verified.
 
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use sidetrace::record::CompletionStatus;
-use tokio::sync::mpsc;
 
-use crate::common::mock::{Mock, Piece, Reply, split_events, sse_headers};
+use crate::common::mock::{Mock, Piece, Reply, split_events};
 use crate::common::*;
-
-/// A mock whose one streamed reply is fed by the test, piece by piece.
-async fn gated_mock() -> (Mock, mpsc::Sender<Piece>) {
-    let (tx, rx) = mpsc::channel(16);
-    let slot = Arc::new(Mutex::new(Some(rx)));
-    let mock = Mock::start(move |_| match slot.lock().unwrap().take() {
-        Some(pieces) => Reply::Stream {
-            status: 200,
-            headers: sse_headers(),
-            pieces,
-        },
-        None => Reply::json(500, "only one request expected"),
-    })
-    .await;
-    (mock, tx)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_frame_reaches_the_agent_before_the_next_is_sent() {
-    let (mock, tx) = gated_mock().await;
+    let (mock, tx) = Mock::gated("only one request expected").await;
     let mut proxy = TestProxy::start(&[("/anthropic", &mock.url())], |_| {}).await;
     let request = fixture("anthropic/request_tools.json");
     let req = http::Request::post(proxy.url("/anthropic/v1/messages"))

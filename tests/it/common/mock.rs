@@ -185,6 +185,24 @@ impl Mock {
         }
     }
 
+    /// A mock whose first request gets a stream the test feeds piece by
+    /// piece through the returned sender; later requests get `fallback`.
+    pub async fn gated(fallback: impl Into<Bytes>) -> (Self, mpsc::Sender<Piece>) {
+        let (tx, rx) = mpsc::channel(64);
+        let slot = Mutex::new(Some(rx));
+        let fallback = fallback.into();
+        let mock = Self::start(move |_| match slot.lock().unwrap().take() {
+            Some(pieces) => Reply::Stream {
+                status: 200,
+                headers: sse_headers(),
+                pieces,
+            },
+            None => Reply::json(200, fallback.clone()),
+        })
+        .await;
+        (mock, tx)
+    }
+
     /// The base URL to configure as a route's upstream.
     pub fn url(&self) -> String {
         format!(
