@@ -1,6 +1,7 @@
 //! Admin endpoints on their own port: `/healthz` (the process is up),
-//! `/readyz` (the journal is open, routes are loaded, and the proxy is not
-//! draining) and `/metrics` (Prometheus text).
+//! `/readyz` (the journal is open, routes are loaded, the proxy is not
+//! draining, and — in write-ahead mode — the journal can be written) and
+//! `/metrics` (Prometheus text).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,11 +15,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::journal::JournalHealth;
 use crate::metrics::Metrics;
 
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
+    pub journal: Arc<JournalHealth>,
+    /// In write-ahead mode a journal that cannot be written means no traffic.
+    pub write_ahead: bool,
 }
 
 impl AdminState {

@@ -65,6 +65,26 @@ impl BodyCapture {
         out
     }
 
+    /// What has been read of a body so far (write-ahead mode records the
+    /// request before forwarding it). `complete` says whether that is all of it.
+    pub fn snapshot(chunks: Vec<Bytes>, complete: bool) -> Self {
+        let captured = chunks.iter().map(Bytes::len).sum();
+        Self {
+            chunks,
+            captured,
+            total: captured as u64,
+            truncated: !complete,
+            first_frame: None,
+            ended: Instant::now(),
+            end: if complete {
+                BodyEnd::Complete
+            } else {
+                BodyEnd::Dropped
+            },
+            overflow_hasher: None,
+        }
+    }
+
     /// A capture of a body that was never sent (a refused request, say).
     pub fn empty(end: BodyEnd) -> Self {
         Self {

@@ -17,6 +17,7 @@ use crate::record::{
 use super::api::{self, ParsedRequest, ParsedResponse, StreamAssembler};
 use super::body::{BodyCapture, BodyEnd};
 use super::decode;
+use super::linking::{self, Linking};
 use super::sse::SseDecoder;
 
 /// What the proxy knew when the request arrived.
@@ -83,30 +84,15 @@ impl Built {
     /// The least record of an exchange: who, where, when.
     pub fn minimal(meta: &RequestMeta) -> Self {
         Self {
-            interaction: Interaction {
-                id: meta.interaction_id.clone(),
-                execution_id: meta.context.execution_id.clone(),
-                provider: meta.provider as i32,
-                api: meta.api as i32,
-                route: meta.route.clone(),
-                timing: Some(Timing {
-                    start_time: Some(timestamp(meta.start)),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+            interaction: base(meta).0,
             blobs: Vec::new(),
         }
     }
 }
 
-pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome) -> Built {
-    let mut b = Builder {
-        blobs: Vec::new(),
-        issues: Vec::new(),
-        meta: &meta,
-    };
-    let mut it = Interaction {
+/// The interaction and HTTP record as far as the request head tells.
+fn base(meta: &RequestMeta) -> (Interaction, HttpExchange) {
+    let it = Interaction {
         id: meta.interaction_id.clone(),
         execution_id: meta.context.execution_id.clone(),
         provider: meta.provider as i32,
@@ -116,9 +102,19 @@ pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome) -> Built
         correlation: Some(meta.context.correlation.clone()),
         agent: Some(meta.context.agent.clone()),
         traceparent: meta.traceparent.clone(),
+        session_source: meta
+            .context
+            .session
+            .as_ref()
+            .map(|s| s.header.clone())
+            .unwrap_or_default(),
+        timing: Some(Timing {
+            start_time: Some(timestamp(meta.start)),
+            ..Default::default()
+        }),
         ..Default::default()
     };
-    let mut http = HttpExchange {
+    let http = HttpExchange {
         method: meta.method.clone(),
         path: meta.path.clone(),
         upstream_url: meta.upstream_url.clone(),
@@ -127,13 +123,45 @@ pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome) -> Built
         request_headers: meta.headers.clone(),
         ..Default::default()
     };
+    (it, http)
+}
+
+/// The request half of an exchange, recorded before it is forwarded
+/// (write-ahead mode). `body` is what has been read of the request body.
+pub fn request_start(meta: &RequestMeta, body: &BodyCapture) -> Built {
+    let mut b = Builder {
+        blobs: Vec::new(),
+        issues: Vec::new(),
+        meta,
+    };
+    let (mut it, mut http) = base(meta);
+    b.request(body, &mut http, &mut it);
+    if body.truncated
+        && let Some(rb) = http.request_body.as_mut()
+    {
+        // Only a prefix was read before forwarding; the full record has the digest.
+        rb.digest.clear();
+        rb.size = 0;
+    }
+    it.http = Some(http);
+    it.capture_issues = b.issues;
+    Built {
+        interaction: it,
+        blobs: b.blobs,
+    }
+}
+
+pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome, linking: Linking) -> Built {
+    let mut b = Builder {
+        blobs: Vec::new(),
+        issues: Vec::new(),
+        meta: &meta,
+    };
+    let (mut it, mut http) = base(&meta);
 
     let request_parsed = b.request(&request, &mut http, &mut it);
     let wall = |i: Instant| meta.start + i.saturating_duration_since(meta.start_instant);
-    let mut timing = Timing {
-        start_time: Some(timestamp(meta.start)),
-        ..Default::default()
-    };
+    let mut timing = it.timing.take().unwrap_or_default();
     let mut end = request.ended;
 
     match outcome {
@@ -198,6 +226,18 @@ pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome) -> Built
     timing.end_time = Some(timestamp(wall(end)));
     timing.duration = Some(duration(end.saturating_duration_since(meta.start_instant)));
     it.timing = Some(timing);
+    if let Some(parsed) = &request_parsed {
+        let session = meta.context.session.as_ref().map(|s| s.id.as_str());
+        linking::link(
+            linking,
+            &mut it,
+            meta.api,
+            &parsed.messages,
+            session,
+            meta.start,
+            wall(end),
+        );
+    }
     it.http = Some(http);
     it.capture_issues = b.issues;
     Built {

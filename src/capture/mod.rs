@@ -6,8 +6,10 @@
 pub mod anthropic;
 pub mod api;
 pub mod body;
+pub mod context;
 pub mod decode;
 pub mod exchange;
+pub mod linking;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod parts;

@@ -14,7 +14,10 @@ use crate::metrics::Metrics;
 use crate::record::CompletionStatus;
 
 use super::body::{BodyCapture, BodyEnd};
+use super::context::ContextRule;
 use super::exchange::{self, Outcome, RequestMeta, ResponseHead};
+use super::linking::Linking;
+use crate::record::conversation::ConversationTracker;
 
 /// What the proxy reports about the upstream side.
 pub enum UpstreamEvent {
@@ -43,16 +46,31 @@ impl CaptureHandle {
     }
 }
 
+/// What every capture task shares.
+#[derive(Clone)]
+pub struct Recorder {
+    pub journal: Journal,
+    pub metrics: Arc<Metrics>,
+    pub conversations: Arc<ConversationTracker>,
+    pub context_rules: Arc<[ContextRule]>,
+    pub tasks: tokio_util::task::TaskTracker,
+}
+
 /// Starts the capture task for one exchange.
 pub fn start(
+    recorder: &Recorder,
     meta: RequestMeta,
     request_body: Option<oneshot::Receiver<BodyCapture>>,
-    journal: Journal,
-    metrics: Arc<Metrics>,
-    tracker: &tokio_util::task::TaskTracker,
 ) -> CaptureHandle {
     let (tx, rx) = oneshot::channel();
-    tracker.spawn(async move {
+    let linking = Linking {
+        tracker: recorder.conversations.clone(),
+        rules: recorder.context_rules.clone(),
+        pending: Some(recorder.conversations.arrive(&meta.context.execution_id)),
+    };
+    let journal = recorder.journal.clone();
+    let metrics = recorder.metrics.clone();
+    recorder.tasks.spawn(async move {
         let outcome = match rx.await {
             Ok((UpstreamEvent::Response { head, body }, _)) => {
                 let body = body
@@ -85,7 +103,7 @@ pub fn start(
             None => BodyCapture::empty(BodyEnd::Complete),
         };
         let fallback = exchange::Built::minimal(&meta);
-        let built = match tokio::task::spawn_blocking(move || exchange::build(meta, request, outcome)).await {
+        let built = match tokio::task::spawn_blocking(move || exchange::build(meta, request, outcome, linking)).await {
             Ok(b) => b,
             Err(e) => {
                 // A bug in parsing must not take the recorder down or lose the

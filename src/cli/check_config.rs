@@ -38,7 +38,37 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         humantime::format_duration(c.drain_timeout)
     );
     println!("capture.max_body = {} bytes", c.capture_max_body);
-    println!("journal.path     = {}", c.journal_path.display());
+    let j = &c.journal;
+    println!("journal.path     = {}", j.path.display());
+    println!(
+        "journal.durability = {}",
+        if j.durability == crate::journal::Durability::WriteAhead {
+            "write-ahead"
+        } else {
+            "batched"
+        }
+    );
+    println!("journal.signing_key = {}", j.signing_key.display());
+    println!(
+        "journal.checkpoint_every = {} entries, checkpoint_interval = {}",
+        j.checkpoint_every,
+        humantime::format_duration(j.checkpoint_interval)
+    );
+    if let Some(max) = j.max_size {
+        println!("journal.max_size = {max} bytes");
+    }
+    if let Some(r) = &c.retention {
+        println!("journal.retention = {}", r.text);
+    }
+    println!(
+        "sessions.headers = {}",
+        c.execution.session_headers.join(", ")
+    );
+    println!(
+        "sessions.idle_timeout = {}",
+        humantime::format_duration(c.session_idle_timeout)
+    );
+    println!("context rules    = {}", c.context_rules.len());
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
     println!(
         "execution.id     = {}",

@@ -3,6 +3,7 @@
 //! codes.
 
 mod check_config;
+mod journal;
 mod proxy;
 mod show;
 
@@ -57,6 +58,9 @@ enum Command {
     Show(show::ShowArgs),
     /// Validate the configuration (file, environment and flags) and print the effective settings.
     CheckConfig(proxy::ProxyArgs),
+    /// Verify the journal's tamper evidence, export its public key, or prune it.
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -66,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(args),
         Command::Show(args) => show::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Journal(c) => journal::run(c),
     };
     match result {
         Ok(code) => code,

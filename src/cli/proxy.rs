@@ -73,6 +73,20 @@ pub struct ProxyArgs {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish [default: 30s].
     #[arg(long, env = "SIDETRACE_DRAIN_TIMEOUT", value_name = "DURATION")]
     pub drain_timeout: Option<String>,
+
+    /// "batched" (group commit off the request path) or "write-ahead" (each
+    /// request is fsynced to the journal before it goes upstream) [default: batched].
+    #[arg(long, env = "SIDETRACE_DURABILITY", value_name = "MODE")]
+    pub durability: Option<String>,
+
+    /// Ed25519 key (PKCS#8 PEM) that signs journal checkpoints; created 0600
+    /// if missing [default: signing-key.pem beside the journal].
+    #[arg(long, env = "SIDETRACE_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+
+    /// How long executions are kept, e.g. "400d" (applied by `sidetrace journal prune`).
+    #[arg(long, env = "SIDETRACE_RETENTION", value_name = "DURATION")]
+    pub retention: Option<String>,
 }
 
 impl ProxyArgs {
@@ -90,6 +104,9 @@ impl ProxyArgs {
             sponsor: self.sponsor.clone(),
             change_id: self.change_id.clone(),
             drain_timeout: self.drain_timeout.clone(),
+            durability: self.durability.clone(),
+            signing_key: self.signing_key.clone(),
+            retention: self.retention.clone(),
         };
         ProxyConfig::load(self.config.as_deref(), o)
     }
@@ -108,12 +125,14 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|r| format!("{} -> {}", r.prefix, r.upstream))
             .collect();
-        let journal = config.journal_path.display().to_string();
+        let journal = config.journal.path.display().to_string();
+        let durability = format!("{:?}", config.journal.durability).to_lowercase();
         let server = Server::bind(config).await?;
         tracing::info!(
             listen = %server.local_addr(),
             admin = %server.admin_addr(),
             journal = %journal,
+            durability = %durability,
             execution = %server.default_execution_id(),
             routes = %routes.join(", "),
             "sidetrace proxy listening"

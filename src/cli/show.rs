@@ -97,6 +97,7 @@ fn write_summary(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()>
         ExecutionIdSource::Header => "from Sidetrace-Execution-Id",
         ExecutionIdSource::Config => "from --execution-id",
         ExecutionIdSource::Generated => "created for one proxy run",
+        ExecutionIdSource::AgentSession => "the agent's session",
         ExecutionIdSource::Unspecified => "",
     };
     writeln!(out, "execution {}  ({source})", e.id)?;

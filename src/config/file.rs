@@ -24,6 +24,10 @@ pub struct FileConfig {
     pub journal: JournalSection,
     #[serde(default)]
     pub execution: ExecutionSection,
+    #[serde(default)]
+    pub sessions: SessionsSection,
+    #[serde(default)]
+    pub context: ContextSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +69,30 @@ pub enum SizeValue {
 #[serde(deny_unknown_fields)]
 pub struct JournalSection {
     pub path: Option<PathBuf>,
+    /// "batched" or "write-ahead".
+    pub durability: Option<String>,
+    pub signing_key: Option<PathBuf>,
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_interval: Option<String>,
+    pub max_size: Option<SizeValue>,
+    pub retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsSection {
+    /// Headers agents send their session id in, in order of preference.
+    pub headers: Option<Vec<String>>,
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextSection {
+    /// Whether the built-in rules follow the configured ones (default true).
+    pub builtin: Option<bool>,
+    #[serde(default)]
+    pub tool: Vec<crate::capture::context::ContextRule>,
 }
 
 #[derive(Debug, Default, Deserialize)]

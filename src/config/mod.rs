@@ -3,6 +3,7 @@
 //! validated before any port is bound, and every problem is reported at once,
 //! each naming its key and how to fix it.
 
+mod checks;
 pub mod file;
 pub mod units;
 
@@ -13,7 +14,11 @@ use std::time::Duration;
 use http::Uri;
 
 use crate::capture::api::RouteProtocol;
+use crate::capture::context::{self, ContextRule};
+use crate::journal::{Durability, JournalOptions, keys};
 use crate::record::execution::ExecutionDefaults;
+
+use checks::{addr, check_ca_file, duration, route};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4480";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:4481";
@@ -21,6 +26,9 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: &str = "10m";
 pub const DEFAULT_CONNECT_TIMEOUT: &str = "10s";
 pub const DEFAULT_DRAIN_TIMEOUT: &str = "30s";
 pub const DEFAULT_CAPTURE_MAX_BODY: &str = "32MiB";
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+pub const DEFAULT_CHECKPOINT_INTERVAL: &str = "60s";
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: &str = "30m";
 
 /// The routes used when none are configured.
 pub const DEFAULT_ROUTES: &[(&str, &str)] = &[
@@ -43,6 +51,9 @@ pub struct Overrides {
     pub sponsor: Option<String>,
     pub change_id: Option<String>,
     pub drain_timeout: Option<String>,
+    pub durability: Option<String>,
+    pub signing_key: Option<PathBuf>,
+    pub retention: Option<String>,
 }
 
 /// One reverse route: requests under `prefix` go to `upstream`.
@@ -63,10 +74,23 @@ pub struct ProxyConfig {
     pub upstream_ca: Option<PathBuf>,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
-    pub journal_path: PathBuf,
+    pub journal: JournalOptions,
+    /// How long executions are kept (`journal prune`), if limited.
+    pub retention: Option<Retention>,
     pub capture_max_body: usize,
     pub execution: ExecutionDefaults,
+    /// Session executions unused this long are closed.
+    pub session_idle_timeout: Duration,
+    /// How tool calls map to context references; tried in order.
+    pub context_rules: Vec<ContextRule>,
     pub drain_timeout: Duration,
+}
+
+/// A retention limit, as written and as a duration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub text: String,
+    pub duration: Duration,
 }
 
 /// Every problem found in the configuration.
@@ -81,6 +105,7 @@ impl ProxyConfig {
             Some(p) => file::read(p, &mut errors).unwrap_or_default(),
             None => file::FileConfig::default(),
         };
+        let (journal, retention) = journal_section(&o, f.journal, &mut errors);
 
         let listen = addr(
             "listen (--listen)",
@@ -163,40 +188,49 @@ impl ProxyConfig {
             DEFAULT_DRAIN_TIMEOUT,
             &mut errors,
         );
-        let max_body = match (o.capture_max_body, f.capture.max_body) {
-            (Some(s), _) | (None, Some(file::SizeValue::Text(s))) => units::parse_size(&s),
-            (None, Some(file::SizeValue::Bytes(n))) => Ok(n as usize),
-            (None, None) => units::parse_size(DEFAULT_CAPTURE_MAX_BODY),
-        };
-        let capture_max_body = match max_body {
-            Ok(0) => {
-                errors.push("capture.max_body (--capture-max-body) must be more than 0".into());
-                0
-            }
-            Ok(n) => n,
-            Err(e) => {
-                errors.push(format!("capture.max_body (--capture-max-body): {e}"));
-                0
-            }
-        };
+        let capture_max_body = checks::size(
+            "capture.max_body (--capture-max-body)",
+            o.capture_max_body.clone(),
+            f.capture.max_body,
+            Some(DEFAULT_CAPTURE_MAX_BODY),
+            &mut errors,
+        )
+        .unwrap_or(0) as usize;
 
-        let journal_path = o
-            .journal
-            .or(f.journal.path)
-            .unwrap_or_else(crate::journal::default_path);
-        if journal_path.is_dir() {
-            errors.push(format!(
-                "journal.path (--journal) {} is a directory; give a file path such as {}/journal.db",
-                journal_path.display(),
-                journal_path.display()
-            ));
-        }
-
-        let execution = ExecutionDefaults {
+        let mut execution = ExecutionDefaults {
             execution_id: non_empty(o.execution_id.or(f.execution.id)),
             sponsor: non_empty(o.sponsor.or(f.execution.sponsor)),
             change_id: non_empty(o.change_id.or(f.execution.change_id)),
+            ..Default::default()
         };
+        if let Some(headers) = f.sessions.headers {
+            for h in &headers {
+                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    errors.push(format!("sessions.headers: {h:?} is not a header name"));
+                }
+            }
+            execution.session_headers = headers
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect();
+        }
+        let session_idle_timeout = duration(
+            "sessions.idle_timeout",
+            f.sessions.idle_timeout,
+            DEFAULT_SESSION_IDLE_TIMEOUT,
+            &mut errors,
+        );
+        let mut context_rules = f.context.tool;
+        for (i, r) in context_rules.iter().enumerate() {
+            if r.name.is_empty() || r.kind.is_empty() || r.argument.is_empty() {
+                errors.push(format!(
+                    "context.tool[{i}]: name, kind and argument must all be set"
+                ));
+            }
+        }
+        if f.context.builtin.unwrap_or(true) {
+            context_rules.extend(context::default_rules());
+        }
         if let Some(id) = &execution.execution_id
             && !id
                 .bytes()
@@ -217,120 +251,94 @@ impl ProxyConfig {
             upstream_ca,
             upstream_timeout,
             connect_timeout,
-            journal_path,
+            journal,
+            retention,
             capture_max_body,
             execution,
+            session_idle_timeout,
+            context_rules,
             drain_timeout,
         })
     }
 }
 
+/// The `[journal]` section with its flags.
+fn journal_section(
+    o: &Overrides,
+    f: file::JournalSection,
+    errors: &mut Vec<String>,
+) -> (JournalOptions, Option<Retention>) {
+    let path = o
+        .journal
+        .clone()
+        .or(f.path)
+        .unwrap_or_else(crate::journal::default_path);
+    if path.is_dir() {
+        errors.push(format!(
+            "journal.path (--journal) {} is a directory; give a file path such as {}/journal.db",
+            path.display(),
+            path.display()
+        ));
+    }
+    let durability = match o.durability.clone().or(f.durability) {
+        None => Durability::Batched,
+        Some(d) => d.parse().unwrap_or_else(|e| {
+            errors.push(format!("journal.durability (--durability): {e}"));
+            Durability::Batched
+        }),
+    };
+    let signing_key = o
+        .signing_key
+        .clone()
+        .or(f.signing_key)
+        .unwrap_or_else(|| keys::default_path(&path));
+    if signing_key.is_dir() {
+        errors.push(format!(
+            "journal.signing_key (--signing-key) {} is a directory; give the key file's path",
+            signing_key.display()
+        ));
+    }
+    let checkpoint_every = f.checkpoint_every.unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+    if checkpoint_every == 0 {
+        errors.push("journal.checkpoint_every must be at least 1".into());
+    }
+    let checkpoint_interval = duration(
+        "journal.checkpoint_interval",
+        f.checkpoint_interval,
+        DEFAULT_CHECKPOINT_INTERVAL,
+        errors,
+    );
+    let max_size = checks::size("journal.max_size", None, f.max_size, None, errors);
+    let retention =
+        o.retention
+            .clone()
+            .or(f.retention)
+            .and_then(|text| match units::parse_duration(&text) {
+                Ok(d) if !d.is_zero() => Some(Retention { text, duration: d }),
+                Ok(_) => {
+                    errors.push("journal.retention (--retention) must be longer than zero".into());
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!("journal.retention (--retention): {e}"));
+                    None
+                }
+            });
+    (
+        JournalOptions {
+            path,
+            durability,
+            signing_key,
+            checkpoint_every,
+            checkpoint_interval,
+            max_size,
+        },
+        retention,
+    )
+}
+
 fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
-}
-
-fn addr(key: &str, value: &str, errors: &mut Vec<String>) -> Option<SocketAddr> {
-    match value.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            errors.push(format!(
-                "{key}: {value:?} is not an address; write IP:PORT, e.g. 127.0.0.1:4480"
-            ));
-            None
-        }
-    }
-}
-
-fn duration(key: &str, value: Option<String>, default: &str, errors: &mut Vec<String>) -> Duration {
-    match units::parse_duration(value.as_deref().unwrap_or(default)) {
-        Ok(d) if d.is_zero() => {
-            errors.push(format!("{key}: must be longer than zero"));
-            Duration::ZERO
-        }
-        Ok(d) => d,
-        Err(e) => {
-            errors.push(format!("{key}: {e}"));
-            Duration::ZERO
-        }
-    }
-}
-
-fn route(
-    key: &str,
-    prefix: &str,
-    upstream: &str,
-    protocol: RouteProtocol,
-    errors: &mut Vec<String>,
-) -> Option<Route> {
-    let mut ok = true;
-    let prefix = prefix.trim();
-    if !prefix.starts_with('/') {
-        errors.push(format!(
-            "{key}: prefix {prefix:?} must start with '/', e.g. /openai"
-        ));
-        ok = false;
-    }
-    let prefix = match prefix.trim_end_matches('/') {
-        "" => "/".to_owned(),
-        p => p.to_owned(),
-    };
-    let uri = match upstream.trim().parse::<Uri>() {
-        Ok(u) => {
-            let scheme_ok = matches!(u.scheme_str(), Some("http") | Some("https"));
-            if !scheme_ok || u.authority().is_none() {
-                errors.push(format!(
-                    "{key}: upstream {upstream:?} must be an http:// or https:// URL with a host, e.g. https://api.openai.com"
-                ));
-                ok = false;
-            }
-            if u.query().is_some() {
-                errors.push(format!(
-                    "{key}: upstream {upstream:?} must not have a query string; the agent's query is forwarded as is"
-                ));
-                ok = false;
-            }
-            Some(u)
-        }
-        Err(e) => {
-            errors.push(format!("{key}: upstream {upstream:?} is not a URL ({e})"));
-            ok = false;
-            None
-        }
-    };
-    if ok {
-        uri.map(|upstream| Route {
-            prefix,
-            upstream,
-            protocol,
-        })
-    } else {
-        None
-    }
-}
-
-fn check_ca_file(path: &Path, errors: &mut Vec<String>) {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    match CertificateDer::pem_file_iter(path) {
-        Ok(iter) => {
-            let certs: Result<Vec<_>, _> = iter.collect();
-            match certs {
-                Ok(c) if c.is_empty() => errors.push(format!(
-                    "upstream.ca_file (--upstream-ca) {}: no PEM certificates in it",
-                    path.display()
-                )),
-                Ok(_) => {}
-                Err(e) => errors.push(format!(
-                    "upstream.ca_file (--upstream-ca) {}: not valid PEM ({e})",
-                    path.display()
-                )),
-            }
-        }
-        Err(e) => errors.push(format!(
-            "upstream.ca_file (--upstream-ca) {}: {e}",
-            path.display()
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -344,6 +352,8 @@ mod tests {
         assert_eq!(c.routes.len(), 2);
         assert_eq!(c.routes[0].prefix, "/openai");
         assert_eq!(c.capture_max_body, 32 << 20);
+        assert_eq!(c.journal.durability, Durability::Batched);
+        assert!(c.context_rules.len() > 10, "built-in context rules");
     }
 
     #[test]

@@ -1,18 +1,27 @@
-//! The journal: the system of record, an embedded SQLite file.
+//! The journal: the system of record, an embedded SQLite file whose entries
+//! form a hash chain with signed checkpoints.
 //!
-//! Writers hand records to a bounded queue (backpressure, never loss) drained
-//! by one writer thread that commits in batches. Message contents and bodies
-//! go to a content-addressed blob table, so a conversation resent on every
-//! turn costs storage for its new content only. On a write failure the lost
-//! records are counted in metrics and logged; a crash loses at most the batch
-//! being committed.
+//! Writers hand records to a bounded queue (backpressure on capture tasks,
+//! never on proxied traffic) drained by one writer thread that commits in
+//! batches. Message contents and bodies go to a content-addressed blob
+//! table, so a conversation resent on every turn costs storage for its new
+//! content only. In write-ahead mode a caller can wait until its record is
+//! fsynced; if the journal cannot be written, health turns bad (and
+//! write-ahead callers are refused) until a write succeeds again.
 
+mod append;
+pub mod chain;
+pub mod keys;
+pub mod prune;
 pub mod reader;
 pub mod schema;
+pub mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,7 +29,9 @@ use crate::metrics::Metrics;
 use crate::record::journal_entry::Payload;
 use crate::record::{Blob, Execution, ExecutionEnd, Interaction};
 
-use writer::{Command, Writer};
+pub use append::blob_refs;
+pub use schema::Durability;
+use writer::{Command, Writer, WriterSetup};
 
 /// Records waiting for the writer, at most.
 const QUEUE_DEPTH: usize = 4096;
@@ -40,6 +51,8 @@ pub enum JournalError {
     Incompatible(String),
     #[error("journal {0}: entry {1} is corrupt: {2}")]
     Corrupt(String, u64, String),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
 }
 
 impl JournalError {
@@ -59,49 +72,174 @@ pub fn default_path() -> PathBuf {
         .join("journal.db")
 }
 
+/// How a journal is opened for writing.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    pub path: PathBuf,
+    pub durability: Durability,
+    pub signing_key: PathBuf,
+    /// Sign a checkpoint after this many entries...
+    pub checkpoint_every: u64,
+    /// ...and at least this often while anything is unsigned.
+    pub checkpoint_interval: Duration,
+    pub max_size: Option<u64>,
+}
+
+impl JournalOptions {
+    /// Defaults for a journal at `path` (key beside it).
+    pub fn at(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            durability: Durability::Batched,
+            signing_key: keys::default_path(path),
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(60),
+            max_size: None,
+        }
+    }
+}
+
+/// Whether the last write succeeded, for `/readyz` and error messages.
+#[derive(Debug)]
+pub struct JournalHealth {
+    ok: AtomicBool,
+    last_error: Mutex<String>,
+}
+
+impl Default for JournalHealth {
+    fn default() -> Self {
+        Self {
+            ok: AtomicBool::new(true),
+            last_error: Mutex::new(String::new()),
+        }
+    }
+}
+
+impl JournalHealth {
+    pub fn is_ok(&self) -> bool {
+        self.ok.load(Ordering::SeqCst)
+    }
+
+    pub fn last_error(&self) -> String {
+        self.last_error
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_ok(&self) {
+        self.ok.store(true, Ordering::SeqCst);
+    }
+
+    fn set_failed(&self, error: &str) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = error.to_owned();
+        }
+        self.ok.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A record could not be made durable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the journal cannot be written: {0}")]
+pub struct Unavailable(pub String);
+
 /// A handle for appending to an open journal. Cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Command>,
     metrics: Arc<Metrics>,
+    health: Arc<JournalHealth>,
+    durability: Durability,
     fingerprint_key: [u8; 32],
-    path: Arc<PathBuf>,
+    journal_id: Arc<str>,
 }
 
 /// Waits for the writer thread to finish.
 pub struct WriterThread(std::thread::JoinHandle<()>);
 
 impl Journal {
-    /// Opens (or creates) the journal and starts its writer thread.
-    pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<(Self, WriterThread), JournalError> {
-        let conn = schema::open_for_writing(path)?;
-        let key_hex = schema::get_meta(&conn, "fingerprint_key")
-            .map_err(|e| JournalError::sqlite(path, e))?
-            .unwrap_or_default();
-        let mut fingerprint_key = [0u8; 32];
-        hex::decode_to_slice(&key_hex, &mut fingerprint_key).map_err(|e| {
-            JournalError::Incompatible(format!("{}: bad fingerprint key: {e}", path.display()))
-        })?;
-        let writer =
-            Writer::new(conn, metrics.clone()).map_err(|e| JournalError::sqlite(path, e))?;
+    /// Opens (or creates) the journal and its signing key, records a chain
+    /// break if the last run did not close it, and starts the writer thread
+    /// (and, inside a runtime, the checkpoint timer).
+    pub fn open(
+        options: &JournalOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, WriterThread), JournalError> {
+        let key = keys::load_or_create(&options.signing_key)?;
+        let health = Arc::new(JournalHealth::default());
+        let writer = Writer::open(
+            WriterSetup {
+                path: options.path.clone(),
+                durability: options.durability,
+                max_size: options.max_size,
+                key,
+                checkpoint_every: options.checkpoint_every.max(1),
+            },
+            metrics.clone(),
+            health.clone(),
+        )?;
+        let journal_id: Arc<str> = writer.journal_id().into();
+        let fingerprint_key = {
+            let conn = schema::open_for_reading(&options.path)?;
+            let key_hex = schema::get_meta(&conn, "fingerprint_key")
+                .map_err(|e| JournalError::sqlite(&options.path, e))?
+                .unwrap_or_default();
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(&key_hex, &mut key).map_err(|e| {
+                JournalError::Incompatible(format!(
+                    "{}: bad fingerprint key: {e}",
+                    options.path.display()
+                ))
+            })?;
+            key
+        };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let handle = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| JournalError::Io(path.display().to_string(), e))?;
+            .map_err(|e| JournalError::Io(options.path.display().to_string(), e))?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let ticker = tx.clone();
+            let interval = options.checkpoint_interval;
+            runtime.spawn(async move {
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                loop {
+                    tick.tick().await;
+                    if ticker
+                        .send(Command::Checkpoint("interval".into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
         Ok((
             Self {
                 tx,
                 metrics,
+                health,
+                durability: options.durability,
                 fingerprint_key,
-                path: Arc::new(path.to_owned()),
+                journal_id,
             },
             WriterThread(handle),
         ))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    pub fn health(&self) -> &Arc<JournalHealth> {
+        &self.health
+    }
+
+    pub fn journal_id(&self) -> &str {
+        &self.journal_id
     }
 
     /// The per-journal key for credential fingerprints.
@@ -109,33 +247,80 @@ impl Journal {
         self.fingerprint_key
     }
 
-    pub async fn append_execution(&self, execution: Execution) {
-        self.append(Payload::Execution(execution), Vec::new()).await;
+    /// Opens an execution: in write-ahead mode, durably, before its first request goes upstream.
+    pub async fn append_execution(&self, execution: Execution) -> Result<(), Unavailable> {
+        match self.durability {
+            Durability::WriteAhead => self
+                .append_durable(Payload::Execution(execution), Vec::new())
+                .await
+                .map(drop),
+            Durability::Batched => {
+                self.append(Payload::Execution(execution), Vec::new()).await;
+                Ok(())
+            }
+        }
     }
 
+    /// Closes an execution (and signs a checkpoint); in write-ahead mode,
+    /// waits until it and everything before it is durable.
     pub async fn append_execution_end(&self, end: ExecutionEnd) {
-        self.append(Payload::ExecutionEnd(end), Vec::new()).await;
+        match self.durability {
+            Durability::WriteAhead => {
+                if let Err(e) = self
+                    .append_durable(Payload::ExecutionEnd(end), Vec::new())
+                    .await
+                {
+                    tracing::error!(error = %e, "could not record the end of an execution");
+                }
+            }
+            Durability::Batched => self.append(Payload::ExecutionEnd(end), Vec::new()).await,
+        }
     }
 
     pub async fn append_interaction(&self, interaction: Interaction, blobs: Vec<Blob>) {
         self.append(Payload::Interaction(interaction), blobs).await;
     }
 
+    /// Appends and waits until the entry is committed (fsynced in write-ahead mode).
+    pub async fn append_durable(
+        &self,
+        payload: Payload,
+        blobs: Vec<Blob>,
+    ) -> Result<u64, Unavailable> {
+        let (ack, done) = oneshot::channel();
+        let cmd = Command::Append {
+            payload: Box::new(payload),
+            blobs,
+            ack: Some(ack),
+        };
+        if self.tx.send(cmd).await.is_err() {
+            self.metrics.journal_lost(1);
+            return Err(Unavailable("the journal is closed".into()));
+        }
+        match done.await {
+            Ok(r) => r.map_err(Unavailable),
+            Err(_) => Err(Unavailable("the journal writer stopped".into())),
+        }
+    }
+
     async fn append(&self, payload: Payload, blobs: Vec<Blob>) {
-        if self
-            .tx
-            .send(Command::Append {
-                payload: Box::new(payload),
-                blobs,
-            })
-            .await
-            .is_err()
-        {
+        let cmd = Command::Append {
+            payload: Box::new(payload),
+            blobs,
+            ack: None,
+        };
+        if self.tx.send(cmd).await.is_err() {
             self.metrics.journal_lost(1);
             tracing::error!(
                 "JOURNAL CLOSED: a record arrived after the journal was closed and was not recorded"
             );
         }
+    }
+
+    /// Signs a checkpoint now if anything is unsigned.
+    pub async fn checkpoint(&self, reason: &str) {
+        let _ = self.tx.send(Command::Checkpoint(reason.to_owned())).await;
+        self.flush().await;
     }
 
     /// Waits until everything appended so far is committed.
@@ -146,7 +331,8 @@ impl Journal {
         }
     }
 
-    /// Commits everything queued and stops the writer.
+    /// Commits everything queued, signs a final checkpoint, marks the
+    /// journal cleanly closed and stops the writer.
     pub async fn close(self, thread: WriterThread) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Command::Close(ack)).await.is_ok() {

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use prost::Message as _;
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::record::{Execution, Interaction, JournalEntry, journal_entry::Payload};
+use crate::record::{
+    Completion, CompletionStatus, Execution, Interaction, JournalEntry, journal_entry::Payload,
+};
 
 use super::{JournalError, schema};
 
@@ -66,7 +68,8 @@ impl JournalReader {
             let execution_id = match &payload {
                 Payload::Execution(e) => e.id.clone(),
                 Payload::ExecutionEnd(e) => e.execution_id.clone(),
-                Payload::Interaction(i) => i.execution_id.clone(),
+                Payload::Interaction(i) | Payload::InteractionStart(i) => i.execution_id.clone(),
+                _ => continue,
             };
             let view = views.entry(execution_id.clone()).or_insert_with(|| {
                 order.push(execution_id.clone());
@@ -85,18 +88,38 @@ impl JournalReader {
                     view.execution.end_reason = end.reason;
                     view.execution.exit_status = end.exit_status;
                 }
-                Payload::Interaction(i) => {
-                    if view.execution.start_time.is_none() {
-                        view.execution.start_time = i.timing.as_ref().and_then(|t| t.start_time);
-                    }
+                Payload::InteractionStart(mut i) => {
+                    // Only the request half is known until the full record arrives.
+                    i.completion = Some(Completion {
+                        status: CompletionStatus::NotRecorded as i32,
+                        detail: "only the request was recorded: sidetrace stopped before the exchange ended".into(),
+                    });
+                    note_start(&mut view.execution, &i);
                     view.interactions.push(i);
                 }
+                Payload::Interaction(i) => {
+                    note_start(&mut view.execution, &i);
+                    match view.interactions.iter_mut().find(|x| x.id == i.id) {
+                        Some(slot) => *slot = i,
+                        None => view.interactions.push(i),
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(order
+        let mut out: Vec<ExecutionView> = order
             .into_iter()
             .filter_map(|id| views.remove(&id))
-            .collect())
+            .collect();
+        // Records are written as exchanges finish; read them in the order they began.
+        for v in &mut out {
+            v.interactions.sort_by_key(|i| {
+                i.timing
+                    .and_then(|t| t.start_time)
+                    .map(|t| (t.seconds, t.nanos))
+            });
+        }
+        Ok(out)
     }
 
     /// The content of a blob, if the journal has it.
@@ -120,6 +143,12 @@ impl JournalReader {
             .query_row("SELECT COALESCE(SUM(size), 0) FROM blobs", [], |r| r.get(0))
             .map_err(self.sq())?;
         Ok((entries as u64, blob_bytes as u64))
+    }
+}
+
+fn note_start(execution: &mut Execution, i: &Interaction) {
+    if execution.start_time.is_none() {
+        execution.start_time = i.timing.as_ref().and_then(|t| t.start_time);
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! `entries` is the append-only log (one row per `JournalEntry`, its protobuf
 //! bytes in `entry`, `seq` from 1 without gaps; `prev_hash`/`entry_hash` hold
-//! the hash chain). `blobs` is the content-addressed store every record refers
-//! to by digest. `meta` holds the journal's identity and keys.
+//! the hash chain; a pruned entry keeps its row and hash with `entry` NULL).
+//! `blobs` is the content-addressed store every record refers to by digest.
+//! `meta` holds the journal's identity, keys and whether its writer is open.
 
 use std::path::Path;
 
@@ -24,11 +25,12 @@ CREATE TABLE IF NOT EXISTS entries (
     execution_id   TEXT,
     interaction_id TEXT,
     recorded_at_us INTEGER NOT NULL,
-    entry          BLOB NOT NULL,
-    prev_hash      BLOB,
-    entry_hash     BLOB
+    entry          BLOB,
+    prev_hash      BLOB NOT NULL,
+    entry_hash     BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_by_execution ON entries (execution_id, seq);
+CREATE INDEX IF NOT EXISTS entries_by_kind ON entries (kind, seq);
 CREATE TABLE IF NOT EXISTS blobs (
     digest TEXT PRIMARY KEY,
     size   INTEGER NOT NULL,
@@ -36,10 +38,38 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 ";
 
+/// How hard commits try to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Group commit; a crash can lose the batch being written.
+    Batched,
+    /// Every commit is fsynced, and requests wait for theirs before going upstream.
+    WriteAhead,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "batched" => Ok(Self::Batched),
+            "write-ahead" => Ok(Self::WriteAhead),
+            other => Err(format!(
+                "unknown durability {other:?}; expected \"batched\" or \"write-ahead\""
+            )),
+        }
+    }
+}
+
 /// Opens (creating if needed) a journal for writing: the file is created
 /// `0600` in a `0700` directory before SQLite touches it, WAL mode is on, and
-/// the schema and identity exist.
-pub fn open_for_writing(path: &Path) -> Result<Connection, JournalError> {
+/// the schema and identity exist. `max_size` bounds the file (writes past it
+/// fail as on a full disk).
+pub fn open_for_writing(
+    path: &Path,
+    durability: Durability,
+    max_size: Option<u64>,
+) -> Result<Connection, JournalError> {
     let io = |e: std::io::Error| JournalError::Io(path.display().to_string(), e);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
@@ -51,8 +81,18 @@ pub fn open_for_writing(path: &Path) -> Result<Connection, JournalError> {
     let sq = |e| JournalError::sqlite(path, e);
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(sq)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(sq)?;
+    let sync = match durability {
+        Durability::Batched => "NORMAL",
+        Durability::WriteAhead => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync).map_err(sq)?;
+    if let Some(max) = max_size {
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(sq)?;
+        conn.pragma_update(None, "max_page_count", (max as i64 / page).max(1))
+            .map_err(sq)?;
+    }
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sq)?;
     conn.execute_batch(SCHEMA).map_err(sq)?;
@@ -76,6 +116,18 @@ pub fn open_for_writing(path: &Path) -> Result<Connection, JournalError> {
     Ok(conn)
 }
 
+/// Opens an existing journal for maintenance writes (prune), without
+/// creating one.
+pub fn open_existing(path: &Path) -> Result<Connection, JournalError> {
+    if !path.exists() {
+        return Err(JournalError::Missing(path.display().to_string()));
+    }
+    let conn = Connection::open(path).map_err(|e| JournalError::sqlite(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(|e| JournalError::sqlite(path, e))?;
+    Ok(conn)
+}
+
 /// Opens an existing journal for reading only.
 pub fn open_for_reading(path: &Path) -> Result<Connection, JournalError> {
     if !path.exists() {
@@ -96,7 +148,7 @@ pub fn get_meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>
         .optional()
 }
 
-fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+pub fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2",
         params![key, value],

@@ -1,50 +1,170 @@
 //! The journal's single writer: a dedicated thread that drains a bounded
 //! queue and commits whatever has accumulated as one transaction (group
-//! commit), so the proxy never waits on the disk and many records share one
-//! commit. It assigns sequence numbers, so entries are gap-free and ordered
-//! as committed. A failed batch is counted as lost and logged loudly; the
-//! next batch is tried afresh.
+//! commit: in write-ahead mode many requests share one fsync). Every commit
+//! extends the hash chain; checkpoints are signed every N entries, on
+//! request (interval, execution end) and at close.
+//!
+//! Failure: a batch that cannot be committed (disk full, journal too big,
+//! file removed) is rolled back; its records are counted as lost, callers
+//! waiting for durability are told, health turns bad, and the next batch
+//! that commits starts with a `gap` entry saying what was lost. If the file
+//! was removed or replaced, a new journal is started at the path whose first
+//! entry is a `chain_break` saying so.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use prost::Message as _;
-use rusqlite::{Connection, params};
+use ed25519_dalek::SigningKey;
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
-use crate::record::{Blob, JournalEntry, journal_entry::Payload, timestamp};
+use crate::record::{Blob, ChainBreak, Gap, Timestamp, journal_entry::Payload};
+
+use super::append::Appender;
+use super::schema::{self, Durability};
+use super::{JournalError, JournalHealth};
 
 /// At most this many commands go into one transaction.
 const MAX_BATCH: usize = 512;
+
+pub type Ack = oneshot::Sender<Result<u64, String>>;
 
 pub enum Command {
     Append {
         payload: Box<Payload>,
         blobs: Vec<Blob>,
+        /// Told once the entry is committed (or could not be).
+        ack: Option<Ack>,
     },
+    /// Sign a checkpoint if anything is unsigned.
+    Checkpoint(String),
     /// Acknowledged once everything queued before it is committed.
     Flush(oneshot::Sender<()>),
-    /// Commit what is queued and stop.
+    /// Commit what is queued, sign a final checkpoint, mark the journal closed, stop.
     Close(oneshot::Sender<()>),
 }
 
+pub struct WriterSetup {
+    pub path: PathBuf,
+    pub durability: Durability,
+    pub max_size: Option<u64>,
+    pub key: SigningKey,
+    pub checkpoint_every: u64,
+}
+
 pub struct Writer {
-    conn: Connection,
-    next_seq: u64,
-    metrics: std::sync::Arc<Metrics>,
+    setup: WriterSetup,
+    conn: Option<Connection>,
+    /// (device, inode) of the file `conn` has open.
+    identity: Option<(u64, u64)>,
+    journal_id: String,
+    since_checkpoint: u64,
+    pending_break: Option<ChainBreak>,
+    pending_gap: Option<Gap>,
+    metrics: Arc<Metrics>,
+    health: Arc<JournalHealth>,
 }
 
 impl Writer {
-    pub fn new(conn: Connection, metrics: std::sync::Arc<Metrics>) -> rusqlite::Result<Self> {
-        let last: Option<i64> = conn.query_row("SELECT MAX(seq) FROM entries", [], |r| r.get(0))?;
-        Ok(Self {
-            conn,
-            next_seq: last.unwrap_or(0) as u64 + 1,
+    /// Opens the journal; records a chain break if the last writer did not close it.
+    pub fn open(
+        setup: WriterSetup,
+        metrics: Arc<Metrics>,
+        health: Arc<JournalHealth>,
+    ) -> Result<Self, JournalError> {
+        let mut w = Self {
+            setup,
+            conn: None,
+            identity: None,
+            journal_id: String::new(),
+            since_checkpoint: 0,
+            pending_break: None,
+            pending_gap: None,
             metrics,
-        })
+            health,
+        };
+        w.open_file()?;
+        if w.pending_break.is_some() {
+            // Say so at once, not only when the next record arrives.
+            w.commit(Vec::new(), None).map_err(|e| {
+                JournalError::Incompatible(format!("cannot record the chain break: {e}"))
+            })?;
+        }
+        Ok(w)
     }
 
-    /// Runs until a `Close` command arrives or every sender is gone.
+    pub fn journal_id(&self) -> &str {
+        &self.journal_id
+    }
+
+    fn open_file(&mut self) -> Result<(), JournalError> {
+        let path = &self.setup.path;
+        let conn = schema::open_for_writing(path, self.setup.durability, self.setup.max_size)?;
+        let sq = |e| JournalError::sqlite(path, e);
+        let journal_id = schema::get_meta(&conn, "journal_id")
+            .map_err(sq)?
+            .unwrap_or_default();
+        let state = schema::get_meta(&conn, "writer_state").map_err(sq)?;
+        if state.as_deref() == Some("open") && self.pending_break.is_none() {
+            let last_seq: i64 = conn
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM entries", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sq)?;
+            let last_checkpoint: i64 = conn
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM entries WHERE kind = 'checkpoint'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sq)?;
+            tracing::warn!(
+                last_seq,
+                "the journal was not closed cleanly (sidetrace was killed or crashed); recording a chain break"
+            );
+            self.pending_break = Some(ChainBreak {
+                reason: "sidetrace did not shut down cleanly (killed or crashed): records that were in flight or not yet committed at that moment are missing".into(),
+                last_seq: last_seq as u64,
+                last_checkpoint_seq: last_checkpoint as u64,
+            });
+        }
+        let public = hex::encode(self.setup.key.verifying_key().as_bytes());
+        schema::set_meta(&conn, "public_key", &public).map_err(sq)?;
+        schema::set_meta(&conn, "writer_state", "open").map_err(sq)?;
+        self.identity = file_identity(path);
+        self.journal_id = journal_id;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// Makes sure the connection writes to the file at the path; reopens
+    /// (starting a new journal) if the file was removed or replaced.
+    fn ensure_file(&mut self) -> Result<(), String> {
+        if self.conn.is_some() && file_identity(&self.setup.path) == self.identity {
+            return Ok(());
+        }
+        if self.conn.take().is_some() {
+            tracing::error!(path = %self.setup.path.display(), "THE JOURNAL FILE WAS REMOVED OR REPLACED while sidetrace was running; starting a new journal there");
+            for suffix in ["-wal", "-shm"] {
+                let mut p = self.setup.path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(p));
+            }
+            self.pending_break = Some(ChainBreak {
+                reason: format!(
+                    "the journal file {} was removed or replaced while sidetrace was running; earlier records are not in this journal",
+                    self.setup.path.display()
+                ),
+                last_seq: 0,
+                last_checkpoint_seq: 0,
+            });
+        }
+        self.open_file().map_err(|e| e.to_string())
+    }
+
+    /// Runs until `Close` arrives or every sender is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
@@ -54,100 +174,158 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut acks = Vec::new();
-            let mut closing = false;
             let mut appends = Vec::with_capacity(batch.len());
+            let mut checkpoint: Option<String> = None;
+            let mut flushes = Vec::new();
+            let mut close = None;
             for c in batch {
                 match c {
-                    Command::Append { payload, blobs } => appends.push((*payload, blobs)),
-                    Command::Flush(ack) => acks.push(ack),
-                    Command::Close(ack) => {
-                        acks.push(ack);
-                        closing = true;
+                    Command::Append {
+                        payload,
+                        blobs,
+                        ack,
+                    } => {
+                        if matches!(*payload, Payload::ExecutionEnd(_)) {
+                            checkpoint = Some("execution end".into());
+                        }
+                        appends.push((*payload, blobs, ack));
+                    }
+                    Command::Checkpoint(reason) => {
+                        checkpoint.get_or_insert(reason);
+                    }
+                    Command::Flush(ack) => flushes.push(ack),
+                    Command::Close(ack) => close = Some(ack),
+                }
+            }
+            if close.is_some() {
+                checkpoint = Some("shutdown".into());
+            }
+            if !appends.is_empty() || checkpoint.is_some() {
+                self.write(appends, checkpoint);
+            }
+            for ack in flushes {
+                let _ = ack.send(());
+            }
+            if let Some(ack) = close {
+                self.close();
+                let _ = ack.send(());
+                return;
+            }
+        }
+        self.close();
+    }
+
+    fn write(
+        &mut self,
+        appends: Vec<(Payload, Vec<Blob>, Option<Ack>)>,
+        checkpoint: Option<String>,
+    ) {
+        let started = Instant::now();
+        let count = appends.len() as u64;
+        let mut acks = Vec::with_capacity(appends.len());
+        let mut records = Vec::with_capacity(appends.len());
+        for (payload, blobs, ack) in appends {
+            records.push((payload, blobs));
+            acks.push(ack);
+        }
+        match self.commit(records, checkpoint.as_deref()) {
+            Ok(seqs) => {
+                self.metrics.journal_written(count, started.elapsed());
+                self.health.set_ok();
+                for (ack, seq) in acks.into_iter().zip(seqs) {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(seq));
                     }
                 }
             }
-            if !appends.is_empty() {
-                self.commit(appends);
-            }
-            for ack in acks {
-                let _ = ack.send(());
-            }
-            if closing {
-                break;
-            }
-        }
-        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-            tracing::warn!(error = %e, "journal checkpoint on close failed");
-        }
-    }
-
-    fn commit(&mut self, appends: Vec<(Payload, Vec<Blob>)>) {
-        let started = Instant::now();
-        let count = appends.len() as u64;
-        let first_seq = self.next_seq;
-        match self.try_commit(appends) {
-            Ok(()) => {
-                self.metrics.journal_written(count, started.elapsed());
-            }
             Err(e) => {
-                self.next_seq = first_seq;
-                self.metrics.journal_lost(count);
-                tracing::error!(
-                    error = %e,
-                    records = count,
-                    "JOURNAL WRITE FAILED: {count} records were not recorded"
-                );
+                self.health.set_failed(&e);
+                if count > 0 {
+                    self.metrics.journal_lost(count);
+                    let now = Timestamp::from(SystemTime::now());
+                    let gap = self.pending_gap.get_or_insert_with(|| Gap {
+                        first_lost: Some(now),
+                        reason: e.clone(),
+                        ..Default::default()
+                    });
+                    gap.lost_records += count;
+                    gap.last_lost = Some(now);
+                    tracing::error!(error = %e, records = count, "JOURNAL WRITE FAILED: {count} records were not recorded");
+                } else {
+                    tracing::error!(error = %e, "JOURNAL WRITE FAILED: could not sign a checkpoint");
+                }
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Err(e.clone()));
+                }
             }
         }
     }
 
-    fn try_commit(&mut self, appends: Vec<(Payload, Vec<Blob>)>) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+    /// One transaction: any pending break and gap, the records, and a
+    /// checkpoint when due. Returns the records' seqs.
+    fn commit(
+        &mut self,
+        records: Vec<(Payload, Vec<Blob>)>,
+        checkpoint: Option<&str>,
+    ) -> Result<Vec<u64>, String> {
+        self.ensure_file()?;
+        let key = &self.setup.key;
+        let every = self.setup.checkpoint_every;
+        let conn = self.conn.as_mut().expect("ensure_file opened it");
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| e.to_string())?;
+        let mut seqs = Vec::with_capacity(records.len());
+        let mut since = self.since_checkpoint;
         {
-            let mut put_blob = tx.prepare_cached(
-                "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut put_entry = tx.prepare_cached(
-                "INSERT INTO entries (seq, kind, execution_id, interaction_id, recorded_at_us, entry)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            let now = SystemTime::now();
-            let recorded_at_us = now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros() as i64;
-            for (payload, blobs) in appends {
-                for b in &blobs {
-                    put_blob.execute(params![b.digest, b.data.len() as i64, b.data])?;
-                }
-                let (kind, execution_id, interaction_id) = describe(&payload);
-                let entry = JournalEntry {
-                    seq: self.next_seq,
-                    recorded_at: Some(timestamp(now)),
-                    prev_hash: Vec::new(),
-                    payload: Some(payload),
-                };
-                put_entry.execute(params![
-                    self.next_seq as i64,
-                    kind,
-                    execution_id,
-                    interaction_id,
-                    recorded_at_us,
-                    entry.encode_to_vec()
-                ])?;
-                self.next_seq += 1;
+            let mut a = Appender::begin(&tx, &self.journal_id).map_err(|e| e.to_string())?;
+            if let Some(b) = &self.pending_break {
+                a.append(Payload::ChainBreak(b.clone()), &[])
+                    .map_err(|e| e.to_string())?;
+                since += 1;
+            }
+            if let Some(g) = &self.pending_gap {
+                a.append(Payload::Gap(g.clone()), &[])
+                    .map_err(|e| e.to_string())?;
+                since += 1;
+            }
+            for (payload, blobs) in records {
+                seqs.push(a.append(payload, &blobs).map_err(|e| e.to_string())?);
+                since += 1;
+            }
+            let reason = if since >= every {
+                Some(format!("every {every} entries"))
+            } else {
+                checkpoint.filter(|_| since > 0).map(str::to_owned)
+            };
+            if let Some(reason) = reason {
+                a.checkpoint(key, &reason).map_err(|e| e.to_string())?;
+                since = 0;
             }
         }
-        tx.commit()
+        tx.commit().map_err(|e| e.to_string())?;
+        self.since_checkpoint = since;
+        self.pending_break = None;
+        self.pending_gap = None;
+        Ok(seqs)
+    }
+
+    fn close(&mut self) {
+        if self.since_checkpoint > 0 || self.pending_gap.is_some() {
+            self.write(Vec::new(), Some("shutdown".into()));
+        }
+        if let Some(conn) = &self.conn {
+            if let Err(e) = schema::set_meta(conn, "writer_state", "closed") {
+                tracing::warn!(error = %e, "could not mark the journal closed; the next start will record a chain break");
+            }
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!(error = %e, "journal WAL checkpoint on close failed");
+            }
+        }
     }
 }
 
-/// The indexed columns of an entry.
-fn describe(payload: &Payload) -> (&'static str, String, Option<String>) {
-    match payload {
-        Payload::Execution(e) => ("execution", e.id.clone(), None),
-        Payload::ExecutionEnd(e) => ("execution_end", e.execution_id.clone(), None),
-        Payload::Interaction(i) => ("interaction", i.execution_id.clone(), Some(i.id.clone())),
-    }
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }

@@ -4,6 +4,7 @@
 //! bad `Sidetrace-*` header) is answered in the provider's error shape and
 //! still recorded.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,17 +12,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version, header};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
-use tokio_util::task::TaskTracker;
 
 use crate::capture::api::{self, RouteProtocol};
 use crate::capture::body::{BodyCapture, BodyRecorder};
-use crate::capture::exchange::{RequestMeta, ResponseHead};
-use crate::capture::session::{self, CaptureHandle, UpstreamEvent};
-use crate::journal::Journal;
+use crate::capture::exchange::{self, RequestMeta, ResponseHead};
+use crate::capture::session::{self, CaptureHandle, Recorder, UpstreamEvent};
+use crate::journal::{Durability, Journal, Unavailable};
 use crate::metrics::Metrics;
 use crate::record::execution::{ExecutionRegistry, RequestContext};
+use crate::record::journal_entry::Payload;
 use crate::record::redact::recorded_headers;
 use crate::record::{CompletionStatus, Provider};
 
@@ -35,10 +38,8 @@ use super::{errors, headers};
 pub struct ProxyState {
     pub routes: RouteTable,
     pub client: UpstreamClient,
-    pub journal: Journal,
-    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
     pub executions: ExecutionRegistry,
-    pub captures: TaskTracker,
     pub capture_max_body: usize,
     pub upstream_timeout: Duration,
     /// The address agents reach us on, for error messages.
@@ -51,13 +52,15 @@ impl ProxyState {
         meta: RequestMeta,
         request_body: Option<oneshot::Receiver<BodyCapture>>,
     ) -> CaptureHandle {
-        session::start(
-            meta,
-            request_body,
-            self.journal.clone(),
-            self.metrics.clone(),
-            &self.captures,
-        )
+        session::start(&self.recorder, meta, request_body)
+    }
+
+    fn journal(&self) -> &Journal {
+        &self.recorder.journal
+    }
+
+    fn write_ahead(&self) -> bool {
+        self.journal().durability() == Durability::WriteAhead
     }
 }
 
@@ -121,7 +124,7 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = SystemTime::now();
     let start_instant = Instant::now();
-    let mut guard = RequestGuard::new(&state.metrics);
+    let mut guard = RequestGuard::new(&state.recorder.metrics);
     let (parts, body) = req.into_parts();
 
     // Cheap (shared bytes); lets the resolved route borrow it while `parts` moves on.
@@ -137,17 +140,17 @@ pub async fn handle(
         .map(|r| r.route.prefix.clone())
         .unwrap_or_default();
 
-    let (context, refusal) = match state.executions.resolve(&parts.headers, start) {
-        Ok((ctx, opened)) => {
-            if let Some(execution) = opened {
-                state.journal.append_execution(execution).await;
-            }
-            (ctx, None)
+    let (context, opened, refusal) = match state.executions.resolve(&parts.headers, start) {
+        Ok((ctx, opened)) => (ctx, opened, None),
+        Err(e) => {
+            let (ctx, opened) = fallback_context(&state.executions, &parts.headers, start);
+            (ctx, opened, Some(e.0))
         }
-        Err(e) => (
-            fallback_context(&state.executions, &parts.headers, start, &state.journal).await,
-            Some(e.0),
-        ),
+    };
+    // In write-ahead mode the execution must be on disk before its first request goes out.
+    let journal_down = match opened {
+        Some(execution) => state.journal().append_execution(execution).await.err(),
+        None => None,
     };
 
     let meta = RequestMeta {
@@ -197,6 +200,10 @@ pub async fn handle(
         };
         return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
     }
+    if let Some(e) = journal_down {
+        let answer = journal_unavailable(&e);
+        return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
+    }
     Ok(forward(&state, &mut guard, meta, parts, body, &resolved).await)
 }
 
@@ -211,12 +218,23 @@ async fn forward(
     let provider = meta.provider;
     let start = meta.start_instant;
     let (recorder, request_capture) = BodyRecorder::new(state.capture_max_body);
+    let request_body = if state.write_ahead() {
+        match write_ahead(state, &meta, body, recorder).await {
+            Ok(b) => b,
+            Err(answer) => {
+                let capture = state.start_capture(meta, Some(request_capture));
+                return answer.send(provider, capture, guard);
+            }
+        }
+    } else {
+        RequestBody::new(body, recorder)
+    };
     let mut capture = state.start_capture(meta, Some(request_capture));
 
     let mut out_headers = parts.headers;
     headers::strip(&mut out_headers);
     out_headers.remove(header::HOST);
-    let mut upstream_req = Request::new(RequestBody::new(body, recorder));
+    let mut upstream_req = Request::new(request_body);
     *upstream_req.method_mut() = parts.method;
     *upstream_req.uri_mut() = resolved.upstream_uri.clone();
     *upstream_req.headers_mut() = out_headers;
@@ -227,7 +245,10 @@ async fn forward(
         tokio::time::timeout(state.upstream_timeout, state.client.request(upstream_req)).await;
     let answer = match sent {
         Ok(Ok(resp)) => {
-            state.metrics.upstream_latency(route, start.elapsed());
+            state
+                .recorder
+                .metrics
+                .upstream_latency(route, start.elapsed());
             let (mut rparts, rbody) = resp.into_parts();
             headers::strip(&mut rparts.headers);
             let (recorder, response_capture) = BodyRecorder::new(state.capture_max_body);
@@ -278,23 +299,77 @@ async fn forward(
     answer.send(provider, capture, guard)
 }
 
-/// The context of a request whose `Sidetrace-*` headers were refused: the
-/// run's own execution, so the refusal is still on record somewhere.
-async fn fallback_context(
+/// Write-ahead mode: reads the request body (up to the capture cap),
+/// records the request durably, and only then lets it go upstream. The
+/// bytes read are replayed ahead of the rest.
+async fn write_ahead(
+    state: &ProxyState,
+    meta: &RequestMeta,
+    body: Incoming,
+    recorder: BodyRecorder,
+) -> Result<RequestBody, LocalAnswer> {
+    let mut tee = TeeBody::new(body, recorder);
+    let mut prefix = VecDeque::new();
+    let mut read = 0usize;
+    let mut complete = tee.is_end_stream();
+    while !complete && read < state.capture_max_body {
+        match tee.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    read += data.len();
+                    prefix.push_back(data);
+                }
+                complete = tee.is_end_stream();
+            }
+            Some(Err(e)) => {
+                return Err(LocalAnswer {
+                    status: CompletionStatus::Refused,
+                    http: StatusCode::BAD_REQUEST,
+                    code: "request_body_failed",
+                    message: format!("sidetrace could not read the request body: {e}"),
+                });
+            }
+            None => complete = true,
+        }
+    }
+    let snapshot = BodyCapture::snapshot(prefix.iter().cloned().collect(), complete);
+    let start_meta = meta.clone();
+    let built =
+        tokio::task::spawn_blocking(move || exchange::request_start(&start_meta, &snapshot))
+            .await
+            .unwrap_or_else(|_| exchange::Built::minimal(meta));
+    state
+        .journal()
+        .append_durable(Payload::InteractionStart(built.interaction), built.blobs)
+        .await
+        .map_err(|e| journal_unavailable(&e))?;
+    Ok(RequestBody::with_prefix(prefix, tee))
+}
+
+fn journal_unavailable(e: &Unavailable) -> LocalAnswer {
+    LocalAnswer {
+        status: CompletionStatus::JournalUnavailable,
+        http: StatusCode::SERVICE_UNAVAILABLE,
+        code: "journal_unavailable",
+        message: format!(
+            "sidetrace cannot write its journal ({}), and in write-ahead mode no request is forwarded unrecorded. Check free disk space, journal.max_size and the journal path; /readyz reports unready until a write succeeds again.",
+            e.0
+        ),
+    }
+}
+
+/// The context of a request whose `Sidetrace-*` headers were refused: as if
+/// it had sent none, so the refusal is still on record somewhere.
+fn fallback_context(
     executions: &ExecutionRegistry,
     headers: &HeaderMap,
     now: SystemTime,
-    journal: &Journal,
-) -> RequestContext {
+) -> (RequestContext, Option<crate::record::Execution>) {
     let mut clean = headers.clone();
     headers::strip(&mut clean);
-    let (ctx, opened) = executions
+    executions
         .resolve(&clean, now)
-        .expect("a request without Sidetrace-* headers always resolves");
-    if let Some(execution) = opened {
-        journal.append_execution(execution).await;
-    }
-    ctx
+        .expect("a request without Sidetrace-* headers always resolves")
 }
 
 fn no_route_message(state: &ProxyState, path: &str) -> String {

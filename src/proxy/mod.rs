@@ -27,9 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
+use crate::capture::session::Recorder;
 use crate::config::ProxyConfig;
 use crate::journal::{Journal, WriterThread};
 use crate::metrics::Metrics;
+use crate::record::conversation::ConversationTracker;
 use crate::record::execution::ExecutionRegistry;
 use crate::record::redact::Fingerprinter;
 use crate::record::{ExecutionEnd, timestamp};
@@ -58,13 +60,14 @@ pub struct Server {
     admin: Arc<AdminState>,
     writer: WriterThread,
     drain_timeout: Duration,
+    session_idle_timeout: Duration,
 }
 
 impl Server {
     /// Opens the journal, builds the upstream client and binds both ports.
     pub async fn bind(config: ProxyConfig) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let (journal, writer) = Journal::open(&config.journal_path, metrics.clone())?;
+        let (journal, writer) = Journal::open(&config.journal, metrics.clone())?;
         let client = upstream::client(config.upstream_ca.as_deref(), config.connect_timeout)?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -76,13 +79,19 @@ impl Server {
             .local_addr()
             .map_err(|e| StartError::Bind(config.listen, e))?;
         let fingerprinter = Fingerprinter::new(journal.fingerprint_key());
+        let write_ahead = journal.durability() == crate::journal::Durability::WriteAhead;
+        let journal_health = journal.health().clone();
         let state = Arc::new(ProxyState {
             routes: RouteTable::new(config.routes),
             client,
-            journal,
-            metrics: metrics.clone(),
+            recorder: Recorder {
+                journal,
+                metrics: metrics.clone(),
+                conversations: Arc::new(ConversationTracker::new()),
+                context_rules: config.context_rules.into(),
+                tasks: TaskTracker::new(),
+            },
             executions: ExecutionRegistry::new(config.execution, fingerprinter),
-            captures: TaskTracker::new(),
             capture_max_body: config.capture_max_body,
             upstream_timeout: config.upstream_timeout,
             listen,
@@ -94,9 +103,12 @@ impl Server {
             admin: Arc::new(AdminState {
                 metrics,
                 ready: AtomicBool::new(false),
+                journal: journal_health,
+                write_ahead,
             }),
             writer,
             drain_timeout: config.drain_timeout,
+            session_idle_timeout: config.session_idle_timeout,
         })
     }
 
@@ -124,6 +136,7 @@ impl Server {
             admin,
             writer,
             drain_timeout,
+            session_idle_timeout,
         } = self;
         let admin_stop = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(
@@ -131,6 +144,7 @@ impl Server {
             admin.clone(),
             admin_stop.clone(),
         ));
+        let sweeper = tokio::spawn(close_idle_sessions(state.clone(), session_idle_timeout));
 
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -191,8 +205,10 @@ impl Server {
         }
         connections.wait().await;
 
-        state.captures.close();
-        if tokio::time::timeout(CAPTURE_FLUSH_TIMEOUT, state.captures.wait())
+        sweeper.abort();
+        let captures = &state.recorder.tasks;
+        captures.close();
+        if tokio::time::timeout(CAPTURE_FLUSH_TIMEOUT, captures.wait())
             .await
             .is_err()
         {
@@ -201,19 +217,38 @@ impl Server {
             );
         }
         for id in state.executions.owned_open_executions() {
-            state
-                .journal
-                .append_execution_end(ExecutionEnd {
-                    execution_id: id,
-                    end_time: Some(timestamp(SystemTime::now())),
-                    reason: "proxy shutdown".into(),
-                    exit_status: None,
-                })
-                .await;
+            end_execution(&state, id, "proxy shutdown").await;
         }
-        state.journal.clone().close(writer).await;
+        state.recorder.journal.clone().close(writer).await;
         admin_stop.cancel();
         let _ = admin_task.await;
         tracing::info!("journal closed; goodbye");
     }
+}
+
+/// Closes agent-session executions nobody has used for `idle`.
+async fn close_idle_sessions(state: Arc<ProxyState>, idle: Duration) {
+    let every = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for id in state.executions.take_idle(idle) {
+            let reason = format!("idle for {}", humantime::format_duration(idle));
+            end_execution(&state, id, &reason).await;
+        }
+    }
+}
+
+async fn end_execution(state: &ProxyState, execution_id: String, reason: &str) {
+    state.recorder.conversations.forget_execution(&execution_id);
+    state
+        .recorder
+        .journal
+        .append_execution_end(ExecutionEnd {
+            execution_id,
+            end_time: Some(timestamp(SystemTime::now())),
+            reason: reason.to_owned(),
+            exit_status: None,
+        })
+        .await;
 }

@@ -4,6 +4,7 @@
 //! past the capture cap, hashing). Whatever way the body ends — last frame,
 //! error, or dropped by a reader that went away — the recorder is told once.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -99,15 +100,27 @@ where
     }
 }
 
-/// The agent's request body on its way upstream. If the upstream side lets
-/// go of it before its end — the upstream was unreachable, or answered
-/// early — the rest is still read for the record, so an auditor sees what
-/// the agent tried to send even when it went nowhere.
-pub struct RequestBody(TeeBody<Incoming>);
+/// The agent's request body on its way upstream. In write-ahead mode its
+/// start has already been read (and recorded) and is replayed first. If the
+/// upstream side lets go of it before its end — the upstream was
+/// unreachable, or answered early — the rest is still read for the record,
+/// so an auditor sees what the agent tried to send even when it went nowhere.
+pub struct RequestBody {
+    prefix: VecDeque<Bytes>,
+    tee: TeeBody<Incoming>,
+}
 
 impl RequestBody {
     pub fn new(inner: Incoming, recorder: BodyRecorder) -> Self {
-        Self(TeeBody::new(inner, recorder))
+        Self {
+            prefix: VecDeque::new(),
+            tee: TeeBody::new(inner, recorder),
+        }
+    }
+
+    /// Frames already read from `tee` (and recorded), sent before the rest.
+    pub fn with_prefix(prefix: VecDeque<Bytes>, tee: TeeBody<Incoming>) -> Self {
+        Self { prefix, tee }
     }
 }
 
@@ -119,21 +132,31 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.0).poll_frame(cx)
+        if let Some(data) = self.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Pin::new(&mut self.tee).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
+        self.prefix.is_empty() && self.tee.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
+        let buffered: u64 = self.prefix.iter().map(|b| b.len() as u64).sum();
+        let rest = self.tee.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(buffered + rest.lower());
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(buffered + upper);
+        }
+        hint
     }
 }
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        let Some((mut rest, mut recorder)) = self.0.take_unfinished() else {
+        let Some((mut rest, mut recorder)) = self.tee.take_unfinished() else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -1,15 +1,19 @@
-//! Decides which execution, sponsor and correlation a request belongs to.
+//! Decides which execution, sponsor, correlation and agent session a request
+//! belongs to.
 //!
-//! Precedence (first cut; verified identity comes later): the request's
-//! `Sidetrace-*` headers, then the operator's flags/config, then an execution
-//! created for this proxy run. The registry remembers which executions this
-//! process has already opened so each gets exactly one `Execution` entry per
-//! run; it holds one small entry per execution id seen.
+//! Execution id, first match wins: the `Sidetrace-Execution-Id` header, the
+//! operator's `--execution-id`, the agent's own session id (each agent
+//! session is its own unit of work), else one execution per proxy run.
+//! The registry remembers which executions this process has opened (one
+//! `Execution` entry each per run) and when each was last used, so session
+//! executions can be closed when idle; its size is bounded by that sweep.
 
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 use http::HeaderMap;
+use sha2::{Digest, Sha256};
 
 use super::redact::Fingerprinter;
 use super::{
@@ -20,14 +24,46 @@ pub const HEADER_EXECUTION_ID: &str = "sidetrace-execution-id";
 pub const HEADER_SPONSOR: &str = "sidetrace-sponsor";
 pub const HEADER_CHANGE_ID: &str = "sidetrace-change-id";
 
+/// Headers agents put their session id in: Claude Code, Codex CLI (both), others.
+pub const DEFAULT_SESSION_HEADERS: &[&str] = &[
+    "x-claude-code-session-id",
+    "session-id",
+    "thread-id",
+    "x-session-id",
+];
+
 const MAX_ID_LEN: usize = 200;
 
 /// Operator-supplied defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExecutionDefaults {
     pub execution_id: Option<String>,
     pub sponsor: Option<String>,
     pub change_id: Option<String>,
+    /// Where agents send their session id, in order of preference.
+    pub session_headers: Vec<String>,
+}
+
+impl Default for ExecutionDefaults {
+    fn default() -> Self {
+        Self {
+            execution_id: None,
+            sponsor: None,
+            change_id: None,
+            session_headers: DEFAULT_SESSION_HEADERS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// The agent's own session identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    /// The header it came in.
+    pub header: String,
 }
 
 /// Who and what one request belongs to.
@@ -37,13 +73,21 @@ pub struct RequestContext {
     pub sponsor: Sponsor,
     pub correlation: Correlation,
     pub agent: AgentIdentity,
+    pub session: Option<Session>,
+}
+
+struct Opened {
+    source: ExecutionIdSource,
+    /// Milliseconds since the registry's epoch.
+    last_seen: AtomicU64,
 }
 
 pub struct ExecutionRegistry {
     defaults: ExecutionDefaults,
     run_execution_id: String,
     fingerprinter: Fingerprinter,
-    opened: DashMap<String, ()>,
+    opened: DashMap<String, Opened>,
+    epoch: Instant,
 }
 
 /// A request whose `Sidetrace-*` headers cannot be accepted.
@@ -58,16 +102,27 @@ impl ExecutionRegistry {
             run_execution_id: uuid::Uuid::now_v7().to_string(),
             fingerprinter,
             opened: DashMap::new(),
+            epoch: Instant::now(),
         }
     }
 
-    /// The execution this proxy run records into when neither a header nor the
-    /// operator names one.
+    /// The execution this proxy run records into when neither a header, the
+    /// operator, nor an agent session names one.
     pub fn default_execution_id(&self) -> &str {
         self.defaults
             .execution_id
             .as_deref()
             .unwrap_or(&self.run_execution_id)
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        self.defaults.session_headers.iter().find_map(|name| {
+            let v = headers.get(name.as_str())?.to_str().ok()?.trim();
+            (!v.is_empty() && v.len() <= MAX_ID_LEN).then(|| Session {
+                id: v.to_owned(),
+                header: name.clone(),
+            })
+        })
     }
 
     /// Resolves the context of a request. Returns the `Execution` record to
@@ -81,12 +136,12 @@ impl ExecutionRegistry {
         if let Some(id) = &header_id {
             validate_id(HEADER_EXECUTION_ID, id)?;
         }
-        let (execution_id, id_source) = match header_id {
-            Some(id) => (id, ExecutionIdSource::Header),
-            None => match &self.defaults.execution_id {
-                Some(id) => (id.clone(), ExecutionIdSource::Config),
-                None => (self.run_execution_id.clone(), ExecutionIdSource::Generated),
-            },
+        let session = self.session(headers);
+        let (execution_id, id_source) = match (header_id, &self.defaults.execution_id, &session) {
+            (Some(id), _, _) => (id, ExecutionIdSource::Header),
+            (None, Some(id), _) => (id.clone(), ExecutionIdSource::Config),
+            (None, None, Some(s)) => (session_execution_id(&s.id), ExecutionIdSource::AgentSession),
+            (None, None, None) => (self.run_execution_id.clone(), ExecutionIdSource::Generated),
         };
 
         let sponsor = match header_value(headers, HEADER_SPONSOR)? {
@@ -123,21 +178,34 @@ impl ExecutionRegistry {
             credential_fingerprint: self.fingerprinter.credential(headers),
         };
 
-        let opened = if self.opened.contains_key(&execution_id) {
-            None
-        } else if self.opened.insert(execution_id.clone(), ()).is_none() {
-            Some(Execution {
-                id: execution_id.clone(),
-                id_source: id_source as i32,
-                start_time: Some(timestamp(now)),
-                sponsor: Some(sponsor.clone()),
-                correlation: Some(correlation.clone()),
-                agent: Some(agent.clone()),
-                recorder_version: env!("CARGO_PKG_VERSION").into(),
-                ..Default::default()
-            })
-        } else {
-            None
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let opened = match self.opened.get(&execution_id) {
+            Some(o) => {
+                o.last_seen.store(now_ms, Ordering::Relaxed);
+                None
+            }
+            None => {
+                let fresh = self
+                    .opened
+                    .insert(
+                        execution_id.clone(),
+                        Opened {
+                            source: id_source,
+                            last_seen: AtomicU64::new(now_ms),
+                        },
+                    )
+                    .is_none();
+                fresh.then(|| Execution {
+                    id: execution_id.clone(),
+                    id_source: id_source as i32,
+                    start_time: Some(timestamp(now)),
+                    sponsor: Some(sponsor.clone()),
+                    correlation: Some(correlation.clone()),
+                    agent: Some(agent.clone()),
+                    recorder_version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                })
+            }
         };
         Ok((
             RequestContext {
@@ -145,21 +213,54 @@ impl ExecutionRegistry {
                 sponsor,
                 correlation,
                 agent,
+                session,
             },
             opened,
         ))
     }
 
-    /// Executions this run opened whose end it owns: the operator's or the
-    /// generated one. Executions named by request headers are ended by whoever
-    /// named them.
+    /// Session executions unused for `idle`: forgotten here and returned, to be closed.
+    pub fn take_idle(&self, idle: Duration) -> Vec<String> {
+        let Some(cutoff) = self.epoch.elapsed().checked_sub(idle) else {
+            return Vec::new();
+        };
+        let cutoff = cutoff.as_millis() as u64;
+        let idle_ids: Vec<String> = self
+            .opened
+            .iter()
+            .filter(|e| {
+                e.source == ExecutionIdSource::AgentSession
+                    && e.last_seen.load(Ordering::Relaxed) <= cutoff
+            })
+            .map(|e| e.key().clone())
+            .collect();
+        idle_ids
+            .into_iter()
+            .filter(|id| self.opened.remove(id).is_some())
+            .collect()
+    }
+
+    /// Executions this run opened whose end it owns: every one but those
+    /// named by request headers (whoever named them ends them).
     pub fn owned_open_executions(&self) -> Vec<String> {
-        let own = self.default_execution_id();
-        if self.opened.contains_key(own) {
-            vec![own.to_owned()]
-        } else {
-            Vec::new()
-        }
+        self.opened
+            .iter()
+            .filter(|e| e.source != ExecutionIdSource::Header)
+            .map(|e| e.key().clone())
+            .collect()
+    }
+}
+
+/// An agent's session id as an execution id: as is when it is a plain id,
+/// else a digest of it (ids appear in logs, URLs and file names).
+fn session_execution_id(session: &str) -> String {
+    if validate_id("", session).is_ok() {
+        session.to_owned()
+    } else {
+        format!(
+            "session-{}",
+            hex::encode(&Sha256::digest(session.as_bytes())[..16])
+        )
     }
 }
 
@@ -186,9 +287,10 @@ fn header_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, Inval
 }
 
 fn validate_id(name: &str, id: &str) -> Result<(), InvalidContext> {
-    let ok = id
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b));
+    let ok = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -207,15 +309,18 @@ mod tests {
     }
 
     #[test]
-    fn header_beats_flag_beats_generated() {
+    fn header_beats_flag_beats_session_beats_generated() {
         let r = registry(ExecutionDefaults {
             execution_id: Some("flag-exec".into()),
             sponsor: Some("ops".into()),
             change_id: Some("!1".into()),
+            ..Default::default()
         });
         let mut h = HeaderMap::new();
+        h.insert("x-claude-code-session-id", "0b7e-session".parse().unwrap());
         let (ctx, _) = r.resolve(&h, SystemTime::now()).unwrap();
         assert_eq!(ctx.execution_id, "flag-exec");
+        assert_eq!(ctx.session.as_ref().unwrap().id, "0b7e-session");
         assert_eq!(ctx.sponsor.id, "ops");
         assert_eq!(ctx.sponsor.assurance, SponsorAssurance::Static as i32);
         assert_eq!(ctx.correlation.change_id, "!1");
@@ -227,8 +332,30 @@ mod tests {
         assert_eq!(ctx.sponsor.id, "alice");
         assert_eq!(ctx.sponsor.assurance, SponsorAssurance::Header as i32);
         assert_eq!(ctx.correlation.change_id, "!42");
-        let opened = opened.unwrap();
-        assert_eq!(opened.id_source, ExecutionIdSource::Header as i32);
+        assert_eq!(opened.unwrap().id_source, ExecutionIdSource::Header as i32);
+
+        let r = registry(ExecutionDefaults::default());
+        let mut a = HeaderMap::new();
+        a.insert("x-claude-code-session-id", "sess-a".parse().unwrap());
+        let mut b = HeaderMap::new();
+        b.insert("session-id", "sess b with spaces".parse().unwrap());
+        let (ca, oa) = r.resolve(&a, SystemTime::now()).unwrap();
+        let (cb, _) = r.resolve(&b, SystemTime::now()).unwrap();
+        let (cn, _) = r.resolve(&HeaderMap::new(), SystemTime::now()).unwrap();
+        assert_eq!(ca.execution_id, "sess-a");
+        assert_eq!(
+            oa.unwrap().id_source,
+            ExecutionIdSource::AgentSession as i32
+        );
+        assert!(
+            cb.execution_id.starts_with("session-"),
+            "{}",
+            cb.execution_id
+        );
+        assert_eq!(cn.execution_id, r.default_execution_id());
+        let mut owned = r.owned_open_executions();
+        owned.sort();
+        assert_eq!(owned.len(), 3);
     }
 
     #[test]
@@ -240,6 +367,23 @@ mod tests {
         assert!(first.is_some());
         assert!(second.is_none());
         assert_eq!(r.owned_open_executions(), vec![a.execution_id]);
+    }
+
+    #[test]
+    fn idle_sessions_are_taken_and_reopen_later() {
+        let r = registry(ExecutionDefaults::default());
+        let mut h = HeaderMap::new();
+        h.insert("session-id", "s1".parse().unwrap());
+        r.resolve(&h, SystemTime::now()).unwrap();
+        r.resolve(&HeaderMap::new(), SystemTime::now()).unwrap();
+        assert!(r.take_idle(Duration::from_secs(3600)).is_empty());
+        assert_eq!(
+            r.take_idle(Duration::ZERO),
+            vec!["s1".to_owned()],
+            "only session executions idle out"
+        );
+        let (_, reopened) = r.resolve(&h, SystemTime::now()).unwrap();
+        assert!(reopened.is_some());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The execution record: generated types, content addressing, and the pieces
 //! that decide which execution, sponsor and agent a request belongs to.
 
+pub mod conversation;
 pub mod execution;
 pub mod proto;
 pub mod redact;

@@ -22,7 +22,7 @@ fn tool_use_reply(turn: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_conversation_costs_its_new_content_only() {
-    const TURNS: usize = 60;
+    const TURNS: usize = 100;
     const NEW_CONTENT: usize = 2_000;
     let mock = Mock::start(|r| {
         let turn = r.json()["messages"].as_array().map_or(0, |m| m.len() / 2);
@@ -57,15 +57,10 @@ async fn a_long_conversation_costs_its_new_content_only() {
     }
     proxy.stop().await;
 
-    let (entries, blob_bytes) = JournalReader::open(&proxy.journal)
+    let (_, blob_bytes) = JournalReader::open(&proxy.journal)
         .unwrap()
         .stats()
         .unwrap();
-    assert_eq!(
-        entries as usize,
-        TURNS + 2,
-        "one entry per turn, plus the execution's start and end"
-    );
     // Every distinct message once (about the last request), plus each raw response.
     let linear_bound = 2 * (last_request + responses);
     assert!(
@@ -84,6 +79,7 @@ async fn a_long_conversation_costs_its_new_content_only() {
 
     // Every turn's messages are still all there, in order.
     let views = read_journal(&proxy.journal);
+    assert_eq!(views[0].interactions.len(), TURNS, "one record per turn");
     let last = views[0].interactions.last().unwrap();
     assert_eq!(last.input_messages.len(), 2 * TURNS - 1);
     assert!(last.input_messages.iter().all(|m| !m.parts.is_empty()));

@@ -1,0 +1,420 @@
+//! Linking requests into conversations and tool calls to their results.
+//!
+//! Agents resend the conversation on every request, so each request is
+//! matched to the thread it extends (longest common prefix of message
+//! digests), which tells which messages are new this turn. Conversations
+//! are keyed by the agent's session id when it sends one, else inferred
+//! within the execution. Tool calls the model made are remembered until
+//! their results come back, to give each result its call and the time the
+//! agent took.
+//!
+//! Bounds: at most `MAX_CONVERSATIONS` conversations (least recently used
+//! dropped), `MAX_THREADS` threads each, `MAX_CALLS` pending calls. State
+//! is behind one std mutex, held only for map updates, never across await.
+//! Losing state (eviction, restart) only loses links, never records.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+const MAX_CONVERSATIONS: usize = 10_000;
+const MAX_THREADS: usize = 8;
+const MAX_CALLS: usize = 100_000;
+
+/// What a tool call retrieves, per the context rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextTarget {
+    /// "file", "url", "command_output", ...
+    pub kind: String,
+    /// The path, URL, query or command.
+    pub uri: String,
+}
+
+/// A tool call a response asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MadeCall {
+    pub id: String,
+    pub name: String,
+    pub context: Option<ContextTarget>,
+}
+
+/// One exchange, as far as linking is concerned.
+#[derive(Debug)]
+pub struct TurnInput<'a> {
+    pub execution_id: &'a str,
+    pub interaction_id: &'a str,
+    /// The agent's session id, when it sent one.
+    pub session: Option<&'a str>,
+    pub input_digests: &'a [String],
+    pub output_digests: &'a [String],
+    /// The tool calls this response asked for.
+    pub calls: &'a [MadeCall],
+    /// When the response ended (when the calls were complete).
+    pub response_end: SystemTime,
+}
+
+/// Where a request sits in its conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Linked {
+    pub conversation_id: String,
+    pub turn: u32,
+    pub previous_interaction_id: String,
+    pub new_input_indexes: Vec<u32>,
+}
+
+/// A tool call the model made, remembered until its result comes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    pub interaction_id: String,
+    pub tool_name: String,
+    pub call_time: SystemTime,
+    /// What the call retrieves, per the context rules.
+    pub context: Option<ContextTarget>,
+}
+
+#[derive(Debug)]
+struct Thread {
+    last_interaction: String,
+    inputs: Vec<String>,
+    seen: HashSet<String>,
+}
+
+#[derive(Debug)]
+struct Conversation {
+    execution_id: String,
+    from_session: bool,
+    turns: u32,
+    threads: VecDeque<Thread>,
+    last_used: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    conversations: HashMap<String, Conversation>,
+    calls: HashMap<(String, String), CallInfo>,
+    call_order: VecDeque<(String, String)>,
+    /// Exchanges per execution that may still register calls.
+    unlinked: HashMap<String, usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct ConversationTracker {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// Held by an exchange from its arrival until it has linked (or given up):
+/// results that need its calls may wait for it meanwhile.
+pub struct PendingLink {
+    tracker: std::sync::Arc<ConversationTracker>,
+    execution_id: String,
+}
+
+impl Drop for PendingLink {
+    fn drop(&mut self) {
+        self.tracker.settle(&self.execution_id);
+    }
+}
+
+impl ConversationTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Notes an exchange that will link later; drop the token once it has.
+    pub fn arrive(self: &std::sync::Arc<Self>, execution_id: &str) -> PendingLink {
+        *self
+            .lock()
+            .unlinked
+            .entry(execution_id.to_owned())
+            .or_default() += 1;
+        PendingLink {
+            tracker: self.clone(),
+            execution_id: execution_id.to_owned(),
+        }
+    }
+
+    fn settle(&self, execution_id: &str) {
+        let mut s = self.lock();
+        if let Some(n) = s.unlinked.get_mut(execution_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.unlinked.remove(execution_id);
+            }
+        }
+        drop(s);
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves maps that are still valid.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Places a request in its conversation and remembers the calls its
+    /// response made.
+    pub fn link(&self, t: &TurnInput<'_>) -> Linked {
+        let linked = {
+            let mut s = self.lock();
+            let linked = s.place(t);
+            for call in t.calls {
+                s.remember_call(
+                    t.execution_id,
+                    &call.id,
+                    CallInfo {
+                        interaction_id: t.interaction_id.to_owned(),
+                        tool_name: call.name.clone(),
+                        call_time: t.response_end,
+                        context: call.context.clone(),
+                    },
+                );
+            }
+            linked
+        };
+        self.changed.notify_all();
+        linked
+    }
+
+    /// The calls behind these results. While some are unknown and other
+    /// exchanges of the execution have yet to link (their responses may hold
+    /// the calls), waits for them, at most `wait`.
+    pub fn calls(
+        &self,
+        execution_id: &str,
+        call_ids: &[&str],
+        wait: Duration,
+    ) -> HashMap<String, CallInfo> {
+        let deadline = Instant::now() + wait;
+        let mut s = self.lock();
+        loop {
+            let found: HashMap<String, CallInfo> = call_ids
+                .iter()
+                .filter_map(|id| {
+                    s.calls
+                        .get(&(execution_id.to_owned(), (*id).to_owned()))
+                        .map(|c| ((*id).to_owned(), c.clone()))
+                })
+                .collect();
+            let others_pending = s.unlinked.get(execution_id).copied().unwrap_or(0) > 0;
+            let now = Instant::now();
+            if found.len() == call_ids.len() || !others_pending || now >= deadline {
+                return found;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Drops what is known about an execution (it ended).
+    pub fn forget_execution(&self, execution_id: &str) {
+        let mut s = self.lock();
+        s.conversations
+            .retain(|_, c| c.execution_id != execution_id);
+        s.calls.retain(|(e, _), _| e != execution_id);
+        s.call_order.retain(|(e, _)| e != execution_id);
+    }
+}
+
+impl State {
+    fn place(&mut self, t: &TurnInput<'_>) -> Linked {
+        let key = match t.session {
+            Some(session) => Some(session.to_owned()),
+            None => self.infer(t),
+        };
+        let conversation_id = key.unwrap_or_else(|| t.interaction_id.to_owned());
+        if !self.conversations.contains_key(&conversation_id) {
+            self.evict_if_full();
+        }
+        let conv = self
+            .conversations
+            .entry(conversation_id.clone())
+            .or_insert_with(|| Conversation {
+                execution_id: t.execution_id.to_owned(),
+                from_session: t.session.is_some(),
+                turns: 0,
+                threads: VecDeque::new(),
+                last_used: Instant::now(),
+            });
+        conv.turns += 1;
+        conv.last_used = Instant::now();
+        // The thread this request extends: the longest shared prefix.
+        let best = conv
+            .threads
+            .iter()
+            .enumerate()
+            .map(|(i, th)| (i, common_prefix(&th.inputs, t.input_digests)))
+            .filter(|(_, n)| *n > 0)
+            .max_by_key(|(_, n)| *n)
+            .map(|(i, _)| i);
+        let (previous, new_input_indexes) = match best {
+            Some(i) => {
+                let th = conv.threads.remove(i).expect("index from enumerate");
+                let new = t
+                    .input_digests
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| !th.seen.contains(*d))
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                (th.last_interaction, new)
+            }
+            None => (String::new(), (0..t.input_digests.len() as u32).collect()),
+        };
+        conv.threads.push_front(Thread {
+            last_interaction: t.interaction_id.to_owned(),
+            inputs: t.input_digests.to_vec(),
+            seen: t
+                .input_digests
+                .iter()
+                .chain(t.output_digests)
+                .cloned()
+                .collect(),
+        });
+        conv.threads.truncate(MAX_THREADS);
+        Linked {
+            conversation_id,
+            turn: conv.turns,
+            previous_interaction_id: previous,
+            new_input_indexes,
+        }
+    }
+
+    /// A session-less conversation of the same execution this request extends.
+    fn infer(&self, t: &TurnInput<'_>) -> Option<String> {
+        self.conversations
+            .iter()
+            .filter(|(_, c)| c.execution_id == t.execution_id && !c.from_session)
+            .filter_map(|(id, c)| {
+                let n = c
+                    .threads
+                    .iter()
+                    .map(|th| common_prefix(&th.inputs, t.input_digests))
+                    .max()
+                    .unwrap_or(0);
+                (n > 0).then_some((n, c.last_used, id))
+            })
+            .max()
+            .map(|(_, _, id)| id.clone())
+    }
+
+    fn evict_if_full(&mut self) {
+        if self.conversations.len() < MAX_CONVERSATIONS {
+            return;
+        }
+        if let Some(oldest) = self
+            .conversations
+            .iter()
+            .min_by_key(|(_, c)| c.last_used)
+            .map(|(id, _)| id.clone())
+        {
+            self.conversations.remove(&oldest);
+        }
+    }
+
+    fn remember_call(&mut self, execution_id: &str, call_id: &str, info: CallInfo) {
+        let key = (execution_id.to_owned(), call_id.to_owned());
+        if self.calls.insert(key.clone(), info).is_none() {
+            self.call_order.push_back(key);
+        }
+        while self.call_order.len() > MAX_CALLS {
+            if let Some(old) = self.call_order.pop_front() {
+                self.calls.remove(&old);
+            }
+        }
+    }
+}
+
+fn common_prefix(a: &[String], b: &[String]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn turn<'a>(
+        id: &'a str,
+        session: Option<&'a str>,
+        inputs: &'a [String],
+        outputs: &'a [String],
+        calls: &'a [MadeCall],
+    ) -> TurnInput<'a> {
+        TurnInput {
+            execution_id: "e",
+            interaction_id: id,
+            session,
+            input_digests: inputs,
+            output_digests: outputs,
+            calls,
+            response_end: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn turns_extend_threads_and_new_messages_are_found() {
+        let t = ConversationTracker::new();
+        let (i1, o1) = (d(&["sys", "u1"]), d(&["a1"]));
+        let l1 = t.link(&turn("i1", None, &i1, &o1, &[]));
+        assert_eq!(
+            (
+                l1.turn,
+                l1.conversation_id.as_str(),
+                l1.new_input_indexes.clone()
+            ),
+            (1, "i1", vec![0, 1])
+        );
+        let (i2, o2) = (d(&["sys", "u1", "a1", "r1"]), d(&["a2"]));
+        let l2 = t.link(&turn("i2", None, &i2, &o2, &[]));
+        assert_eq!(l2.conversation_id, "i1", "inferred from the shared prefix");
+        assert_eq!(l2.previous_interaction_id, "i1");
+        assert_eq!(l2.new_input_indexes, vec![3], "only the tool result is new");
+        // An unrelated request starts its own conversation.
+        let i3 = d(&["other"]);
+        let l3 = t.link(&turn("i3", None, &i3, &[], &[]));
+        assert_eq!(l3.conversation_id, "i3");
+    }
+
+    #[test]
+    fn sessions_keep_parallel_conversations_apart() {
+        let t = ConversationTracker::new();
+        let i = d(&["sys", "u1"]);
+        let a = t.link(&turn("a1", Some("s-A"), &i, &[], &[]));
+        let b = t.link(&turn("b1", Some("s-B"), &i, &[], &[]));
+        assert_eq!(
+            (a.conversation_id.as_str(), b.conversation_id.as_str()),
+            ("s-A", "s-B")
+        );
+        let i2 = d(&["sys", "u1", "x"]);
+        let a2 = t.link(&turn("a2", Some("s-A"), &i2, &[], &[]));
+        assert_eq!((a2.turn, a2.previous_interaction_id.as_str()), (2, "a1"));
+    }
+
+    #[test]
+    fn results_find_their_calls_even_if_the_call_links_later() {
+        let t = std::sync::Arc::new(ConversationTracker::new());
+        let pending = t.arrive("e"); // the exchange whose response holds the call, not yet linked
+        let waiter = {
+            let t = t.clone();
+            std::thread::spawn(move || t.calls("e", &["call_1"], Duration::from_secs(30)))
+        };
+        let calls = vec![MadeCall {
+            id: "call_1".into(),
+            name: "Read".into(),
+            context: None,
+        }];
+        let i = d(&["u"]);
+        t.link(&turn("i1", None, &i, &[], &calls));
+        drop(pending);
+        let found = waiter.join().unwrap();
+        assert_eq!(found["call_1"].interaction_id, "i1");
+        // With nothing pending, unknown calls do not wait.
+        assert!(t.calls("e", &["nope"], Duration::from_secs(30)).is_empty());
+    }
+}
