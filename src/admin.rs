@@ -76,14 +76,20 @@ fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         "/readyz" => {
-            if state.ready.load(Ordering::SeqCst) {
-                text(StatusCode::OK, "ready\n".into(), "text/plain")
-            } else {
+            if !state.ready.load(Ordering::SeqCst) {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not ready\n".into(),
                     "text/plain",
                 )
+            } else if state.write_ahead && !state.journal.is_ok() {
+                let why = format!(
+                    "not ready: the journal cannot be written: {}\n",
+                    state.journal.last_error()
+                );
+                text(StatusCode::SERVICE_UNAVAILABLE, why, "text/plain")
+            } else {
+                text(StatusCode::OK, "ready\n".into(), "text/plain")
             }
         }
         "/metrics" => text(

@@ -6,6 +6,7 @@ mod check_config;
 mod journal;
 mod proxy;
 mod show;
+mod summary;
 
 use std::process::ExitCode;
 

@@ -84,6 +84,10 @@ pub struct ProxyArgs {
     #[arg(long, env = "SIDETRACE_SIGNING_KEY", value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
 
+    /// Largest the journal file may grow; past it, writes fail as on a full disk.
+    #[arg(long, env = "SIDETRACE_JOURNAL_MAX_SIZE", value_name = "SIZE")]
+    pub journal_max_size: Option<String>,
+
     /// How long executions are kept, e.g. "400d" (applied by `sidetrace journal prune`).
     #[arg(long, env = "SIDETRACE_RETENTION", value_name = "DURATION")]
     pub retention: Option<String>,
@@ -107,6 +111,7 @@ impl ProxyArgs {
             durability: self.durability.clone(),
             signing_key: self.signing_key.clone(),
             retention: self.retention.clone(),
+            journal_max_size: self.journal_max_size.clone(),
         };
         ProxyConfig::load(self.config.as_deref(), o)
     }

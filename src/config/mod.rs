@@ -54,6 +54,7 @@ pub struct Overrides {
     pub durability: Option<String>,
     pub signing_key: Option<PathBuf>,
     pub retention: Option<String>,
+    pub journal_max_size: Option<String>,
 }
 
 /// One reverse route: requests under `prefix` go to `upstream`.
@@ -308,7 +309,13 @@ fn journal_section(
         DEFAULT_CHECKPOINT_INTERVAL,
         errors,
     );
-    let max_size = checks::size("journal.max_size", None, f.max_size, None, errors);
+    let max_size = checks::size(
+        "journal.max_size (--journal-max-size)",
+        o.journal_max_size.clone(),
+        f.max_size,
+        None,
+        errors,
+    );
     let retention =
         o.retention
             .clone()

@@ -140,6 +140,7 @@ pub fn prune(
                 blobs: report.blobs,
                 pruned_digest: digest.finish(),
                 retention: retention_text.to_owned(),
+                pruned_seqs: doomed.clone(),
             }),
             &[],
         )

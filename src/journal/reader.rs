@@ -42,10 +42,13 @@ impl JournalReader {
     pub fn executions(&self, only: Option<&str>) -> Result<Vec<ExecutionView>, JournalError> {
         let (sql, arg) = match only {
             Some(id) => (
-                "SELECT seq, entry FROM entries WHERE execution_id = ?1 ORDER BY seq",
+                "SELECT seq, entry FROM entries WHERE execution_id = ?1 AND entry IS NOT NULL ORDER BY seq",
                 Some(id),
             ),
-            None => ("SELECT seq, entry FROM entries ORDER BY seq", None),
+            None => (
+                "SELECT seq, entry FROM entries WHERE execution_id IS NOT NULL AND entry IS NOT NULL ORDER BY seq",
+                None,
+            ),
         };
         let mut stmt = self.conn.prepare(sql).map_err(self.sq())?;
         let mut rows = match arg {

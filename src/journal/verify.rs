@@ -254,20 +254,24 @@ impl Verifier<'_> {
     }
 
     fn prune(&mut self, seq: u64, p: &crate::record::Prune) -> Option<String> {
-        let claimed: Vec<u64> = self.unclaimed.range(..seq).map(|(s, _)| *s).collect();
         let mut digest = PrunedDigest::default();
-        for s in &claimed {
-            digest.add(*s, &self.unclaimed[s]);
+        for s in &p.pruned_seqs {
+            match self.unclaimed.get(s) {
+                Some(hash) if *s < seq => digest.add(*s, hash),
+                _ => {
+                    return Some(format!(
+                        "is a prune record listing entry {s}, which is not an emptied entry before it"
+                    ));
+                }
+            }
         }
-        if claimed.len() as u64 != p.entries || digest.finish() != p.pruned_digest {
-            return Some(format!(
-                "is a prune record for {} entries that does not match the {} emptied entries before it",
-                p.entries,
-                claimed.len()
-            ));
+        if p.pruned_seqs.len() as u64 != p.entries || digest.finish() != p.pruned_digest {
+            return Some(
+                "is a prune record whose digest does not match the entries it lists".into(),
+            );
         }
-        for s in claimed {
-            self.unclaimed.remove(&s);
+        for s in &p.pruned_seqs {
+            self.unclaimed.remove(s);
         }
         self.report.prunes += 1;
         None

@@ -315,8 +315,11 @@ impl State {
     }
 
     fn remember_call(&mut self, execution_id: &str, call_id: &str, info: CallInfo) {
+        // Call ids are unique per conversation; if one repeats, the first
+        // (earliest) call is the one a later result answers.
         let key = (execution_id.to_owned(), call_id.to_owned());
-        if self.calls.insert(key.clone(), info).is_none() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.calls.entry(key.clone()) {
+            slot.insert(info);
             self.call_order.push_back(key);
         }
         while self.call_order.len() > MAX_CALLS {

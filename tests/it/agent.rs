@@ -186,6 +186,37 @@ async fn claude_code_reads_a_file_through_sidetrace() {
         results[0].1
     );
     assert_eq!(second.finish_reasons, ["end_turn"]);
+    // Linked: Claude Code's session is the execution and the conversation,
+    // the Read result is joined to its call, and the file is a context reference.
+    let session = first
+        .http
+        .as_ref()
+        .unwrap()
+        .request_headers
+        .iter()
+        .find(|h| h.name == "x-claude-code-session-id")
+        .unwrap()
+        .value
+        .clone();
+    assert_eq!(first.execution_id, session);
+    assert_eq!(first.conversation_id, session);
+    assert_eq!(second.previous_interaction_id, first.id);
+    let linked = &second.tool_results[0];
+    assert_eq!(
+        (linked.call_id.as_str(), linked.tool_name.as_str()),
+        ("toolu_01ReadNotes0001", "Read")
+    );
+    assert_eq!(linked.call_interaction_id, first.id);
+    assert_eq!(
+        linked.result_digest,
+        sidetrace::record::digest_of(results[0].1.as_bytes())
+    );
+    let file = &second.context_refs[0];
+    assert_eq!(
+        (file.kind.as_str(), file.uri.as_str()),
+        ("file", notes.display().to_string().as_str())
+    );
+    assert_eq!(file.digest, linked.result_digest);
     for it in &main {
         assert_eq!(it.sponsor.as_ref().unwrap().id, "alice@example.com");
         assert_eq!(it.correlation.as_ref().unwrap().change_id, "!314");
@@ -207,6 +238,8 @@ async fn claude_code_reads_a_file_through_sidetrace() {
         "tool call Read {\"file_path\":",
         "tool result [toolu_01ReadNotes0001]",
         "4242-ALPHA",
+        "context",
+        &format!("file {}", notes.display()),
         &format!("served {CLAUDE_MODEL}"),
         "alice@example.com",
     ] {
@@ -303,6 +336,18 @@ async fn codex_runs_a_command_through_sidetrace() {
     let results = tool_results(&its[1]);
     assert_eq!(results[0].0, "call_ScriptedCat0001");
     assert!(results[0].1.contains(SECRET));
+    assert_eq!(its[1].tool_results[0].call_interaction_id, its[0].id);
+    let cmd = &its[1].context_refs[0];
+    assert_eq!(
+        (cmd.kind.as_str(), cmd.uri.as_str()),
+        ("command_output", "cat notes.txt")
+    );
+    assert_eq!(
+        cmd.digest,
+        sidetrace::record::digest_of(results[0].1.as_bytes())
+    );
+    assert_eq!(its[0].session_source, "session-id");
+    assert_eq!(its[1].conversation_id, its[0].conversation_id);
     assert!(
         its[1]
             .http

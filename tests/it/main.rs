@@ -5,7 +5,10 @@ mod common;
 
 mod agent;
 mod cli;
+mod durability;
 mod failures;
+mod journal_tamper;
+mod linking;
 mod passthrough;
 mod sdk_anthropic;
 mod sdk_openai;

@@ -77,6 +77,26 @@ impl Reply {
         }
     }
 
+    /// An SSE body sent one event per frame, `delay` apart (so a test can
+    /// act while streams are in flight).
+    pub fn sse_paced(body: &[u8], delay: std::time::Duration) -> Self {
+        let events = split_events(body);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            for e in events {
+                if tx.send(Piece::Bytes(e)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        });
+        Self::Stream {
+            status: 200,
+            headers: sse_headers(),
+            pieces: rx,
+        }
+    }
+
     /// An SSE body split into one frame per event.
     pub fn sse(body: &[u8]) -> Self {
         Self::sse_pieces(split_events(body), false)
