@@ -28,7 +28,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
 use crate::capture::session::Recorder;
-use crate::config::ProxyConfig;
+use crate::config::{ProxyConfig, Retention};
+use crate::journal::{JournalOptions, keys, prune};
 use crate::journal::{Journal, WriterThread};
 use crate::metrics::Metrics;
 use crate::record::conversation::ConversationTracker;
@@ -61,6 +62,8 @@ pub struct Server {
     writer: WriterThread,
     drain_timeout: Duration,
     session_idle_timeout: Duration,
+    /// Applied at start and daily, when configured.
+    retention: Option<(Retention, JournalOptions)>,
 }
 
 impl Server {
@@ -109,6 +112,7 @@ impl Server {
             writer,
             drain_timeout: config.drain_timeout,
             session_idle_timeout: config.session_idle_timeout,
+            retention: config.retention.map(|r| (r, config.journal.clone())),
         })
     }
 
@@ -137,6 +141,7 @@ impl Server {
             writer,
             drain_timeout,
             session_idle_timeout,
+            retention,
         } = self;
         let admin_stop = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(
@@ -145,6 +150,7 @@ impl Server {
             admin_stop.clone(),
         ));
         let sweeper = tokio::spawn(close_idle_sessions(state.clone(), session_idle_timeout));
+        let pruner = retention.map(|(r, journal)| tokio::spawn(apply_retention(r, journal)));
 
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -206,6 +212,9 @@ impl Server {
         connections.wait().await;
 
         sweeper.abort();
+        if let Some(p) = pruner {
+            p.abort();
+        }
         let captures = &state.recorder.tasks;
         captures.close();
         if tokio::time::timeout(CAPTURE_FLUSH_TIMEOUT, captures.wait())
@@ -251,4 +260,31 @@ async fn end_execution(state: &ProxyState, execution_id: String, reason: &str) {
             exit_status: None,
         })
         .await;
+}
+
+/// Prunes executions past the retention limit now and once a day. Runs
+/// beside the writer safely: a prune is one transaction on the chain's head.
+async fn apply_retention(retention: Retention, journal: JournalOptions) {
+    let mut tick = tokio::time::interval(Duration::from_secs(24 * 60 * 60));
+    loop {
+        tick.tick().await;
+        let (r, j) = (retention.clone(), journal.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
+            let key = keys::load(&j.signing_key)?;
+            prune::prune(&j.path, &key, r.duration, &r.text, false)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(report)) if !report.executions.is_empty() => tracing::info!(
+                executions = report.executions.len(),
+                entries = report.entries,
+                blobs = report.blobs,
+                retention = %retention.text,
+                "pruned executions past the retention limit"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention prune failed"),
+            Err(e) => tracing::error!(error = %e, "retention prune failed"),
+        }
+    }
 }

@@ -528,3 +528,35 @@ async fn pruning_keeps_the_chain_verifiable() {
         "no retention configured is an error"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_applies_retention_itself() {
+    let r = recorded().await;
+    let key = r.public_key();
+    let path = r.copy("retained");
+    std::fs::copy(keys::default_path(&r.journal), keys::default_path(&path)).unwrap();
+    let old_us = (std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    db(&path)
+        .execute("UPDATE entries SET recorded_at_us = ?1 WHERE execution_id = 'exec-1'", [old_us])
+        .unwrap();
+    let mut proxy = TestProxy::start(&[("/openai", "http://127.0.0.1:9")], |o| {
+        o.journal = Some(path.clone());
+        o.retention = Some("7d".into());
+    })
+    .await;
+    let pruned = || {
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM entries WHERE kind = 'prune'", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+            == 1
+    };
+    eventually("the proxy prunes at start", pruned).await;
+    proxy.stop().await;
+    let (code, text) = verify(&path, Some(&key));
+    assert_eq!(code, 0, "{text}");
+    let ids: Vec<String> = read_journal(&path).into_iter().map(|v| v.execution.id).collect();
+    assert!(!ids.contains(&"exec-1".to_owned()) && ids.contains(&"exec-0".to_owned()), "{ids:?}");
+}
