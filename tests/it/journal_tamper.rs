@@ -540,7 +540,10 @@ async fn the_proxy_applies_retention_itself() {
         .unwrap()
         .as_micros() as i64;
     db(&path)
-        .execute("UPDATE entries SET recorded_at_us = ?1 WHERE execution_id = 'exec-1'", [old_us])
+        .execute(
+            "UPDATE entries SET recorded_at_us = ?1 WHERE execution_id = 'exec-1'",
+            [old_us],
+        )
         .unwrap();
     let mut proxy = TestProxy::start(&[("/openai", "http://127.0.0.1:9")], |o| {
         o.journal = Some(path.clone());
@@ -548,15 +551,26 @@ async fn the_proxy_applies_retention_itself() {
     })
     .await;
     let pruned = || {
-        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-        conn.query_row("SELECT COUNT(*) FROM entries WHERE kind = 'prune'", [], |r| r.get::<_, i64>(0))
-            .unwrap()
+        let conn =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM entries WHERE kind = 'prune'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
             == 1
     };
     eventually("the proxy prunes at start", pruned).await;
     proxy.stop().await;
     let (code, text) = verify(&path, Some(&key));
     assert_eq!(code, 0, "{text}");
-    let ids: Vec<String> = read_journal(&path).into_iter().map(|v| v.execution.id).collect();
-    assert!(!ids.contains(&"exec-1".to_owned()) && ids.contains(&"exec-0".to_owned()), "{ids:?}");
+    let ids: Vec<String> = read_journal(&path)
+        .into_iter()
+        .map(|v| v.execution.id)
+        .collect();
+    assert!(
+        !ids.contains(&"exec-1".to_owned()) && ids.contains(&"exec-0".to_owned()),
+        "{ids:?}"
+    );
 }
