@@ -49,6 +49,12 @@ pub struct Metrics {
     journal_write: Histogram,
     journal_entries: Counter,
     journal_lost: Counter,
+    export_spans: Counter,
+    export_batches: Counter,
+    export_retries: Counter,
+    export_rejected: Counter,
+    export_lag_entries: Gauge,
+    export_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -132,8 +138,50 @@ impl Metrics {
             "Records that could not be written to the journal",
             journal_lost.clone(),
         );
+        let export_spans = Counter::default();
+        registry.register(
+            "export_spans",
+            "Spans the OTLP collector accepted",
+            export_spans.clone(),
+        );
+        let export_batches = Counter::default();
+        registry.register(
+            "export_batches",
+            "Export requests the OTLP collector accepted",
+            export_batches.clone(),
+        );
+        let export_retries = Counter::default();
+        registry.register(
+            "export_batches_retried",
+            "Export requests retried after a retryable failure",
+            export_retries.clone(),
+        );
+        let export_rejected = Counter::default();
+        registry.register(
+            "export_spans_rejected",
+            "Spans the collector rejected (partial success or a permanent error)",
+            export_rejected.clone(),
+        );
+        let export_lag_entries = Gauge::default();
+        registry.register(
+            "export_lag_entries",
+            "Journal entries recorded but not yet exported",
+            export_lag_entries.clone(),
+        );
+        let export_lag_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "export_lag_seconds",
+            "Age of the oldest journal entry not yet exported",
+            export_lag_seconds.clone(),
+        );
         Self {
             registry,
+            export_spans,
+            export_batches,
+            export_retries,
+            export_rejected,
+            export_lag_entries,
+            export_lag_seconds,
             requests,
             upstream_latency,
             request_bytes,
@@ -202,6 +250,24 @@ impl Metrics {
 
     pub fn journal_lost(&self, records: u64) {
         self.journal_lost.inc_by(records);
+    }
+
+    pub fn exported(&self, spans: u64) {
+        self.export_batches.inc();
+        self.export_spans.inc_by(spans);
+    }
+
+    pub fn export_retried(&self) {
+        self.export_retries.inc();
+    }
+
+    pub fn export_rejected(&self, spans: u64) {
+        self.export_rejected.inc_by(spans);
+    }
+
+    pub fn export_lag(&self, entries: u64, seconds: f64) {
+        self.export_lag_entries.set(entries as i64);
+        self.export_lag_seconds.set(seconds);
     }
 
     /// The Prometheus text exposition.

@@ -522,35 +522,41 @@ impl Builder<'_> {
     }
 }
 
-/// Fills the parts of stored-form messages from their blobs, for readers.
+/// Fills the parts of one stored-form message from its blob.
+pub fn resolve_message(
+    api: Api,
+    m: &mut Message,
+    system: bool,
+    load: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
+) {
+    if m.digest.is_empty() || !m.parts.is_empty() {
+        return;
+    }
+    let Some(value) = load(&m.digest).and_then(|d| serde_json::from_slice::<Value>(&d).ok()) else {
+        return;
+    };
+    let full = if system {
+        api::normalize_system(api, &value)
+    } else {
+        api::normalize_message(api, &value)
+    };
+    m.parts = full.parts;
+    if m.name.is_empty() {
+        m.name = full.name;
+    }
+}
+
+/// Fills the parts of all stored-form messages from their blobs, for readers.
 pub fn resolve_messages(it: &mut Interaction, load: &mut dyn FnMut(&str) -> Option<Vec<u8>>) {
     let api = Api::try_from(it.api).unwrap_or(Api::Unspecified);
-    let mut resolve = |m: &mut Message, system: bool| {
-        if m.digest.is_empty() || !m.parts.is_empty() {
-            return;
-        }
-        let Some(value) = load(&m.digest).and_then(|d| serde_json::from_slice::<Value>(&d).ok())
-        else {
-            return;
-        };
-        let full = if system {
-            api::normalize_system(api, &value)
-        } else {
-            api::normalize_message(api, &value)
-        };
-        m.parts = full.parts;
-        if m.name.is_empty() {
-            m.name = full.name;
-        }
-    };
     if let Some(s) = it.system_instructions.as_mut() {
-        resolve(s, true);
+        resolve_message(api, s, true, load);
     }
     for m in it
         .input_messages
         .iter_mut()
         .chain(it.output_messages.iter_mut())
     {
-        resolve(m, false);
+        resolve_message(api, m, false, load);
     }
 }

@@ -88,6 +88,28 @@ pub struct ProxyArgs {
     #[arg(long, env = "SIDETRACE_JOURNAL_MAX_SIZE", value_name = "SIZE")]
     pub journal_max_size: Option<String>,
 
+    /// OTLP collector to stream spans to, e.g. http://localhost:4318 (http/protobuf)
+    /// or http://localhost:4317 (grpc) [default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no export].
+    #[arg(long, env = "SIDETRACE_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// "grpc" or "http/protobuf" [default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf].
+    #[arg(long, env = "SIDETRACE_OTLP_PROTOCOL", value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+
+    /// How much message content goes on spans: "full", "delta" or "none" [default: delta].
+    #[arg(long, env = "SIDETRACE_EXPORT_CONTENT", value_name = "MODE")]
+    pub export_content: Option<String>,
+
+    /// On shutdown, how long to keep exporting spans not yet sent [default: 10s];
+    /// whatever is left goes out on the next start.
+    #[arg(
+        long,
+        env = "SIDETRACE_EXPORT_SHUTDOWN_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub export_shutdown_timeout: Option<String>,
+
     /// How long executions are kept, e.g. "400d" (applied by `sidetrace journal prune`).
     #[arg(long, env = "SIDETRACE_RETENTION", value_name = "DURATION")]
     pub retention: Option<String>,
@@ -112,6 +134,12 @@ impl ProxyArgs {
             signing_key: self.signing_key.clone(),
             retention: self.retention.clone(),
             journal_max_size: self.journal_max_size.clone(),
+            export: crate::config::export::ExportFlags {
+                content: self.export_content.clone(),
+                endpoint: self.otlp_endpoint.clone(),
+                protocol: self.otlp_protocol.clone(),
+                shutdown_timeout: self.export_shutdown_timeout.clone(),
+            },
         };
         ProxyConfig::load(self.config.as_deref(), o)
     }

@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub sessions: SessionsSection,
     #[serde(default)]
     pub context: ContextSection,
+    #[serde(default)]
+    pub export: super::export::ExportSection,
 }
 
 #[derive(Debug, Deserialize)]

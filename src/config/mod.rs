@@ -4,6 +4,7 @@
 //! each naming its key and how to fix it.
 
 mod checks;
+pub mod export;
 pub mod file;
 pub mod units;
 
@@ -55,6 +56,7 @@ pub struct Overrides {
     pub signing_key: Option<PathBuf>,
     pub retention: Option<String>,
     pub journal_max_size: Option<String>,
+    pub export: export::ExportFlags,
 }
 
 /// One reverse route: requests under `prefix` go to `upstream`.
@@ -84,6 +86,7 @@ pub struct ProxyConfig {
     pub session_idle_timeout: Duration,
     /// How tool calls map to context references; tried in order.
     pub context_rules: Vec<ContextRule>,
+    pub export: crate::export::config::ExportConfig,
     pub drain_timeout: Duration,
 }
 
@@ -232,6 +235,12 @@ impl ProxyConfig {
         if f.context.builtin.unwrap_or(true) {
             context_rules.extend(context::default_rules());
         }
+        let export = export::section(
+            f.export,
+            o.export.clone(),
+            &|name| std::env::var(name).ok(),
+            &mut errors,
+        );
         if let Some(id) = &execution.execution_id
             && !id
                 .bytes()
@@ -258,6 +267,7 @@ impl ProxyConfig {
             execution,
             session_idle_timeout,
             context_rules,
+            export,
             drain_timeout,
         })
     }

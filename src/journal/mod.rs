@@ -153,6 +153,8 @@ pub struct Journal {
     durability: Durability,
     fingerprint_key: [u8; 32],
     journal_id: Arc<str>,
+    path: Arc<PathBuf>,
+    commits: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Waits for the writer thread to finish.
@@ -180,6 +182,7 @@ impl Journal {
             health.clone(),
         )?;
         let journal_id: Arc<str> = writer.journal_id().into();
+        let commits = writer.commits();
         let fingerprint_key = {
             let conn = schema::open_for_reading(&options.path)?;
             let key_hex = schema::get_meta(&conn, "fingerprint_key")
@@ -225,6 +228,8 @@ impl Journal {
                 durability: options.durability,
                 fingerprint_key,
                 journal_id,
+                path: Arc::new(options.path.clone()),
+                commits,
             },
             WriterThread(handle),
         ))
@@ -240,6 +245,15 @@ impl Journal {
 
     pub fn journal_id(&self) -> &str {
         &self.journal_id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes whenever a batch is committed (to the last seq written).
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// The per-journal key for credential fingerprints.

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_by_execution ON entries (execution_id, seq);
 CREATE INDEX IF NOT EXISTS entries_by_kind ON entries (kind, seq);
+CREATE INDEX IF NOT EXISTS entries_by_interaction ON entries (interaction_id);
 CREATE TABLE IF NOT EXISTS blobs (
     digest TEXT PRIMARY KEY,
     size   INTEGER NOT NULL,

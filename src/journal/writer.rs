@@ -65,6 +65,8 @@ pub struct Writer {
     pending_gap: Option<Gap>,
     metrics: Arc<Metrics>,
     health: Arc<JournalHealth>,
+    /// The last committed seq, for readers that follow the journal (export).
+    committed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
@@ -84,6 +86,7 @@ impl Writer {
             pending_gap: None,
             metrics,
             health,
+            committed: tokio::sync::watch::Sender::new(0),
         };
         w.open_file()?;
         if w.pending_break.is_some() {
@@ -97,6 +100,10 @@ impl Writer {
 
     pub fn journal_id(&self) -> &str {
         &self.journal_id
+    }
+
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     fn open_file(&mut self) -> Result<(), JournalError> {
@@ -309,7 +316,13 @@ impl Writer {
                 since = 0;
             }
         }
+        let last = seqs.last().copied();
         tx.commit().map_err(|e| e.to_string())?;
+        if let Some(last) = last {
+            self.committed.send_replace(last);
+        } else {
+            self.committed.send_modify(|_| {});
+        }
         self.since_checkpoint = since;
         self.pending_break = None;
         self.pending_gap = None;

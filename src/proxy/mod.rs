@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::capture::session::Recorder;
 use crate::config::{ProxyConfig, Retention};
+use crate::export::Exporter;
 use crate::journal::{Journal, WriterThread};
 use crate::journal::{JournalOptions, keys, prune};
 use crate::metrics::Metrics;
@@ -51,6 +52,8 @@ pub enum StartError {
     Journal(#[from] crate::journal::JournalError),
     #[error(transparent)]
     Upstream(#[from] upstream::UpstreamSetupError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 /// A bound, not yet serving, proxy.
@@ -64,6 +67,8 @@ pub struct Server {
     session_idle_timeout: Duration,
     /// Applied at start and daily, when configured.
     retention: Option<(Retention, JournalOptions)>,
+    exporter: Option<Exporter>,
+    export_shutdown_timeout: Duration,
 }
 
 impl Server {
@@ -82,6 +87,7 @@ impl Server {
             .local_addr()
             .map_err(|e| StartError::Bind(config.listen, e))?;
         let fingerprinter = Fingerprinter::new(journal.fingerprint_key());
+        let exporter = Exporter::start(&config.export, &journal, metrics.clone())?;
         let write_ahead = journal.durability() == crate::journal::Durability::WriteAhead;
         let journal_health = journal.health().clone();
         let state = Arc::new(ProxyState {
@@ -113,6 +119,8 @@ impl Server {
             drain_timeout: config.drain_timeout,
             session_idle_timeout: config.session_idle_timeout,
             retention: config.retention.map(|r| (r, config.journal.clone())),
+            exporter,
+            export_shutdown_timeout: config.export.shutdown_timeout,
         })
     }
 
@@ -142,6 +150,8 @@ impl Server {
             drain_timeout,
             session_idle_timeout,
             retention,
+            exporter,
+            export_shutdown_timeout,
         } = self;
         let admin_stop = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(
@@ -225,10 +235,14 @@ impl Server {
                 "some capture tasks did not finish within {CAPTURE_FLUSH_TIMEOUT:?}; their records may be missing"
             );
         }
-        for id in state.executions.owned_open_executions() {
+        for id in state.executions.open_executions() {
             end_execution(&state, id, "proxy shutdown").await;
         }
         state.recorder.journal.clone().close(writer).await;
+        if let Some(exporter) = exporter {
+            tracing::info!(timeout = %humantime::format_duration(export_shutdown_timeout), "exporting what is left");
+            exporter.finish(export_shutdown_timeout).await;
+        }
         admin_stop.cancel();
         let _ = admin_task.await;
         tracing::info!("journal closed; goodbye");

@@ -203,6 +203,11 @@ impl ExecutionRegistry {
                     correlation: Some(correlation.clone()),
                     agent: Some(agent.clone()),
                     recorder_version: env!("CARGO_PKG_VERSION").into(),
+                    traceparent: headers
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned(),
                     ..Default::default()
                 })
             }
@@ -219,7 +224,10 @@ impl ExecutionRegistry {
         ))
     }
 
-    /// Session executions unused for `idle`: forgotten here and returned, to be closed.
+    /// Executions unused for `idle` — agent sessions and those named by
+    /// request headers (the operator's and the run's own last as long as the
+    /// run): forgotten here and returned, to be closed. A later request
+    /// opens the execution again.
     pub fn take_idle(&self, idle: Duration) -> Vec<String> {
         let Some(cutoff) = self.epoch.elapsed().checked_sub(idle) else {
             return Vec::new();
@@ -229,8 +237,10 @@ impl ExecutionRegistry {
             .opened
             .iter()
             .filter(|e| {
-                e.source == ExecutionIdSource::AgentSession
-                    && e.last_seen.load(Ordering::Relaxed) <= cutoff
+                matches!(
+                    e.source,
+                    ExecutionIdSource::AgentSession | ExecutionIdSource::Header
+                ) && e.last_seen.load(Ordering::Relaxed) <= cutoff
             })
             .map(|e| e.key().clone())
             .collect();
@@ -240,14 +250,11 @@ impl ExecutionRegistry {
             .collect()
     }
 
-    /// Executions this run opened whose end it owns: every one but those
-    /// named by request headers (whoever named them ends them).
-    pub fn owned_open_executions(&self) -> Vec<String> {
-        self.opened
-            .iter()
-            .filter(|e| e.source != ExecutionIdSource::Header)
-            .map(|e| e.key().clone())
-            .collect()
+    /// Every execution this run has open. At shutdown each is closed: the
+    /// record says when sidetrace stopped seeing it (a later run that sees it
+    /// again opens a new segment of it).
+    pub fn open_executions(&self) -> Vec<String> {
+        self.opened.iter().map(|e| e.key().clone()).collect()
     }
 }
 
@@ -353,7 +360,7 @@ mod tests {
             cb.execution_id
         );
         assert_eq!(cn.execution_id, r.default_execution_id());
-        let mut owned = r.owned_open_executions();
+        let mut owned = r.open_executions();
         owned.sort();
         assert_eq!(owned.len(), 3);
     }
@@ -366,7 +373,7 @@ mod tests {
         assert_eq!(a.execution_id, b.execution_id);
         assert!(first.is_some());
         assert!(second.is_none());
-        assert_eq!(r.owned_open_executions(), vec![a.execution_id]);
+        assert_eq!(r.open_executions(), vec![a.execution_id]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod conversation;
 pub mod execution;
 pub mod proto;
 pub mod redact;
+pub mod secrets;
 mod timestamp;
 
 use std::time::{Duration, SystemTime};

@@ -35,7 +35,7 @@ fn tool_result(id: &str, text: &str) -> Value {
 
 /// Runs the three-turn session the way an agent does: resending the whole
 /// conversation, echoing the model's turns, adding its tool results.
-async fn run_session(
+pub async fn run_session(
     proxy: &TestProxy,
     headers: &[(&str, &str)],
     first_prompt: &str,
@@ -66,6 +66,10 @@ async fn run_session(
         replies.push(reply);
     }
     replies
+}
+
+pub async fn session_mock() -> Mock {
+    Mock::start(|r| Reply::json(200, scripted(&r.json()).to_string())).await
 }
 
 async fn session_proxy() -> (Mock, TestProxy) {

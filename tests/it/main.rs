@@ -6,6 +6,7 @@ mod common;
 mod agent;
 mod cli;
 mod durability;
+mod export;
 mod failures;
 mod journal_tamper;
 mod linking;

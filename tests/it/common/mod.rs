@@ -2,6 +2,7 @@
 //! the journal as a test reads it, the Python SDK clients, and raw HTTP.
 
 pub mod mock;
+pub mod otlp;
 pub mod scripted;
 pub mod tls;
 

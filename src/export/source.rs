@@ -1,0 +1,162 @@
+//! The exporter's view of the journal: entries after its cursor, the
+//! records a span needs from elsewhere in the journal, and the cursor
+//! itself (in the journal's meta table, so it survives restarts).
+
+use std::path::{Path, PathBuf};
+
+use prost::Message as _;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::journal::{JournalError, schema};
+use crate::record::{Execution, Interaction, JournalEntry, journal_entry::Payload};
+
+const CURSOR_KEY: &str = "export_cursor";
+
+/// One journal row; `entry` is None for a pruned entry.
+pub struct Row {
+    pub seq: u64,
+    pub recorded_at_us: i64,
+    pub entry: Option<JournalEntry>,
+}
+
+pub struct Source {
+    read: Connection,
+    write: Connection,
+    path: PathBuf,
+}
+
+impl Source {
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        Ok(Self {
+            read: schema::open_for_reading(path)?,
+            write: schema::open_existing(path)?,
+            path: path.to_owned(),
+        })
+    }
+
+    fn sq(&self) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
+        |e| JournalError::sqlite(&self.path, e)
+    }
+
+    /// Up to `limit` entries after `seq`, in order.
+    pub fn after(&self, seq: u64, limit: usize) -> Result<Vec<Row>, JournalError> {
+        let mut stmt = self
+            .read
+            .prepare_cached("SELECT seq, recorded_at_us, entry FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map(params![seq as i64, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                ))
+            })
+            .map_err(self.sq())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at, bytes) = row.map_err(self.sq())?;
+            let entry = match bytes {
+                Some(b) => Some(JournalEntry::decode(b.as_slice()).map_err(|e| {
+                    JournalError::Corrupt(
+                        self.path.display().to_string(),
+                        seq as u64,
+                        e.to_string(),
+                    )
+                })?),
+                None => None,
+            };
+            out.push(Row {
+                seq: seq as u64,
+                recorded_at_us: at,
+                entry,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn last_seq(&self) -> Result<u64, JournalError> {
+        self.read
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM entries", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|s| s as u64)
+            .map_err(self.sq())
+    }
+
+    pub fn recorded_at_us(&self, seq: u64) -> Result<Option<i64>, JournalError> {
+        self.read
+            .query_row(
+                "SELECT recorded_at_us FROM entries WHERE seq = ?1",
+                [seq as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sq())
+    }
+
+    /// The opening record of the execution segment `seq` belongs to.
+    pub fn execution_at(
+        &self,
+        execution_id: &str,
+        seq: u64,
+    ) -> Result<Option<(u64, Execution)>, JournalError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .read
+            .query_row(
+                "SELECT seq, entry FROM entries WHERE execution_id = ?1 AND kind = 'execution'
+                 AND seq <= ?2 AND entry IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                params![execution_id, seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.sq())?;
+        Ok(row.and_then(
+            |(s, b)| match JournalEntry::decode(b.as_slice()).ok()?.payload? {
+                Payload::Execution(e) => Some((s as u64, e)),
+                _ => None,
+            },
+        ))
+    }
+
+    /// The full record of an interaction, if written.
+    pub fn interaction(&self, id: &str) -> Result<Option<Interaction>, JournalError> {
+        let bytes: Option<Vec<u8>> = self
+            .read
+            .query_row(
+                "SELECT entry FROM entries WHERE interaction_id = ?1 AND kind = 'interaction' AND entry IS NOT NULL LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sq())?;
+        Ok(bytes.and_then(
+            |b| match JournalEntry::decode(b.as_slice()).ok()?.payload? {
+                Payload::Interaction(i) => Some(i),
+                _ => None,
+            },
+        ))
+    }
+
+    pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
+        self.read
+            .query_row("SELECT data FROM blobs WHERE digest = ?1", [digest], |r| {
+                r.get(0)
+            })
+            .optional()
+            .ok()
+            .flatten()
+    }
+
+    /// The last seq whose spans the collector has accepted.
+    pub fn cursor(&self) -> Result<u64, JournalError> {
+        Ok(schema::get_meta(&self.read, CURSOR_KEY)
+            .map_err(self.sq())?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub fn set_cursor(&self, seq: u64) -> Result<(), JournalError> {
+        schema::set_meta(&self.write, CURSOR_KEY, &seq.to_string()).map_err(self.sq())
+    }
+}
