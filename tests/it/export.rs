@@ -412,3 +412,50 @@ async fn an_outage_and_a_restart_lose_nothing_and_send_nothing_twice() {
     );
     assert!(receiver.refused() >= 2, "retried through the refusals");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_in_content_never_leave_and_long_values_are_cut() {
+    let receiver = Receiver::grpc().await;
+    let mock = fixture_mock(None).await;
+    let mut proxy = TestProxy::start(&[("/openai", &mock.url())], |o| {
+        o.export.endpoint = Some(receiver.url());
+        o.export.protocol = Some("grpc".into());
+        o.export.content = Some("full".into());
+    })
+    .await;
+    let mut req: Value =
+        serde_json::from_slice(&fixture("openai_chat/request_tools.json")).unwrap();
+    req["messages"][4]["content"] = format!(
+        "deploy with AKIAIOSFODNN7EXAMPLE and then {}",
+        "lorem ipsum ".repeat(10_000)
+    )
+    .into();
+    let (status, _, _) = post(
+        &proxy.url("/openai/v1/chat/completions"),
+        &[],
+        serde_json::to_vec(&req).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    proxy.stop().await;
+    let spans = receiver.spans();
+    let chat = by_name(&spans, "chat")[0];
+    let inputs = attr(chat, "gen_ai.input.messages").unwrap();
+    assert!(
+        !inputs.contains("AKIAIOSFODNN7EXAMPLE"),
+        "the key was exported"
+    );
+    assert!(inputs.contains("[REDACTED:aws-access-key]"));
+    assert!(
+        inputs.len() <= 64 * 1024 + 64,
+        "cut to the attribute limit: {}",
+        inputs.len()
+    );
+    let truncated = attr(chat, "sidetrace.truncated.gen_ai.input.messages")
+        .expect("the digest of the whole is kept");
+    assert!(truncated.starts_with("sha256:"), "{truncated}");
+    // The journal keeps the prompt as the agent sent it.
+    let views = read_journal(&proxy.journal);
+    let text = format!("{:?}", views[0].interactions[0].input_messages[4]);
+    assert!(text.contains("AKIAIOSFODNN7EXAMPLE"));
+}
