@@ -8,6 +8,7 @@
 //! it takes; a restart resumes at the cursor. Permanent rejections and
 //! partial successes are counted and logged, not retried.
 
+mod attrs;
 pub mod config;
 pub mod content;
 pub mod otlp;

@@ -5,7 +5,6 @@
 //! `execute_tool {name}` span per tool call whose result came back. Ids are
 //! derived from the records, so re-sending produces the same spans.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::{Span, Status, status};
 use serde_json::Value;
@@ -13,10 +12,11 @@ use sha2::{Digest, Sha256};
 
 use crate::capture::exchange::resolve_message;
 use crate::record::{
-    Api, CompletionStatus, Correlation, Execution, ExecutionEnd, Interaction, Provider, Sponsor,
-    SponsorAssurance, Timestamp, ToolCall, ToolResult, digest_of, part::Kind,
+    Api, CompletionStatus, Execution, ExecutionEnd, Interaction, Provider, Timestamp, ToolCall,
+    ToolResult, digest_of, part::Kind,
 };
 
+use super::attrs::{Attrs, common};
 use super::config::ContentMode;
 use super::content;
 use super::semconv::*;
@@ -93,85 +93,6 @@ fn nanos(t: &Option<Timestamp>) -> u64 {
     t.map_or(0, |t| {
         (t.seconds.max(0) as u64) * 1_000_000_000 + t.nanos.max(0) as u64
     })
-}
-
-#[derive(Default)]
-struct Attrs(Vec<KeyValue>);
-
-impl Attrs {
-    fn put(&mut self, key: &str, value: any_value::Value) {
-        self.0.push(KeyValue {
-            key: key.to_owned(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        });
-    }
-    fn str(&mut self, key: &str, value: &str) {
-        if !value.is_empty() {
-            self.put(key, any_value::Value::StringValue(value.to_owned()));
-        }
-    }
-    fn int(&mut self, key: &str, value: i64) {
-        self.put(key, any_value::Value::IntValue(value));
-    }
-    fn double(&mut self, key: &str, value: f64) {
-        self.put(key, any_value::Value::DoubleValue(value));
-    }
-    fn bool(&mut self, key: &str, value: bool) {
-        self.put(key, any_value::Value::BoolValue(value));
-    }
-    fn strs(&mut self, key: &str, values: &[String]) {
-        if !values.is_empty() {
-            let values = values
-                .iter()
-                .map(|v| AnyValue {
-                    value: Some(any_value::Value::StringValue(v.clone())),
-                })
-                .collect();
-            self.put(key, any_value::Value::ArrayValue(ArrayValue { values }));
-        }
-    }
-    /// Content: scrubbed, bounded, with the digest of the whole when cut.
-    fn content(&mut self, key: &str, value: &str, policy: &Policy) {
-        let b = content::bounded(value, policy.max_attribute_size);
-        self.str(key, &b.value);
-        if let Some((digest, size)) = b.truncated {
-            self.str(
-                &format!("{SIDETRACE_TRUNCATED_PREFIX}{key}"),
-                &format!("{digest} {size}"),
-            );
-        }
-    }
-    fn json(&mut self, key: &str, value: &Value, policy: &Policy) {
-        self.content(key, &value.to_string(), policy);
-    }
-}
-
-/// The sponsor and correlation attributes every span carries.
-fn common(
-    attrs: &mut Attrs,
-    execution_id: &str,
-    sponsor: Option<&Sponsor>,
-    correlation: Option<&Correlation>,
-) {
-    attrs.str(SIDETRACE_EXECUTION_ID, execution_id);
-    if let Some(s) = sponsor {
-        attrs.str(ENDUSER_ID, &s.id);
-        let assurance = SponsorAssurance::try_from(s.assurance)
-            .unwrap_or_default()
-            .as_str_name()
-            .trim_start_matches("SPONSOR_ASSURANCE_")
-            .to_ascii_lowercase();
-        attrs.str(SIDETRACE_SPONSOR_ASSURANCE, &assurance);
-    }
-    if let Some(c) = correlation {
-        attrs.str(VCS_CHANGE_ID, &c.change_id);
-        attrs.str(VCS_REPOSITORY_URL_FULL, &c.repository_url);
-        attrs.str(VCS_REF_HEAD_NAME, &c.ref_name);
-        attrs.str(VCS_REF_HEAD_REVISION, &c.revision);
-        attrs.str(VCS_PROVIDER_NAME, &c.vcs_provider);
-        attrs.str(CICD_PIPELINE_RUN_ID, &c.pipeline_run_id);
-    }
 }
 
 /// The agent's name from its user agent: `claude-cli/2.1 (...)` → `claude-cli`.
