@@ -7,6 +7,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod identity;
 pub mod journal;
 pub mod metrics;
 pub mod proxy;

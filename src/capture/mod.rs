@@ -13,6 +13,7 @@ pub mod linking;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod parts;
+mod record_builder;
 pub mod session;
 pub mod sse;
 

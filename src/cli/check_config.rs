@@ -70,6 +70,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     );
     println!("context rules    = {}", c.context_rules.len());
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+    let id = &c.identity;
     println!(
         "execution.id     = {}",
         c.execution
@@ -77,7 +78,19 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| "(one per proxy run)".into())
     );
-    println!("execution.sponsor   = {}", opt(&c.execution.sponsor));
-    println!("execution.change_id = {}", opt(&c.execution.change_id));
+    println!("sponsor.require  = {:?}", id.policy.require);
+    println!("sponsor.static   = {}", opt(&id.policy.static_sponsor));
+    println!("sponsor.allow_header = {}", id.policy.allow_header);
+    for i in &id.issuers {
+        println!("sponsor.issuer   = {} (audience {})", i.issuer, i.audiences.join(", "));
+    }
+    let mut fields: Vec<_> = id.configured.0.iter().collect();
+    fields.sort();
+    for (field, (value, source)) in fields {
+        println!("correlation.{field} = {value} ({source})");
+    }
+    if let Some(p) = id.ci.provider {
+        println!("ci environment   = {p}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -62,13 +62,64 @@ pub struct ProxyArgs {
     #[arg(long, env = "SIDETRACE_EXECUTION_ID", value_name = "ID")]
     pub execution_id: Option<String>,
 
-    /// The human sponsor of this run's work, for requests without a Sidetrace-Sponsor header.
+    /// The human sponsor of this run's work, set by the operator (assurance "static").
     #[arg(long, env = "SIDETRACE_SPONSOR", value_name = "WHO")]
     pub sponsor: Option<String>,
 
-    /// The change (merge/pull request) id, for requests without a Sidetrace-Change-Id header.
+    /// A file holding the sponsor (e.g. written by the Kubernetes downward API from an annotation).
+    #[arg(long, env = "SIDETRACE_SPONSOR_FILE", value_name = "FILE")]
+    pub sponsor_file: Option<PathBuf>,
+
+    /// A file holding the sponsor's OIDC token (e.g. a projected service-account token or a CI
+    /// id_token); re-read when it changes. Verified against the trusted issuers (assurance "oidc").
+    #[arg(long, env = "SIDETRACE_SPONSOR_TOKEN_FILE", value_name = "FILE")]
+    pub sponsor_token_file: Option<PathBuf>,
+
+    /// The least sponsor a request needs: "none", "any" or "oidc"; requests below it are
+    /// refused with a 403 [default: any].
+    #[arg(long, env = "SIDETRACE_SPONSOR_REQUIRE", value_name = "LEVEL")]
+    pub sponsor_require: Option<String>,
+
+    /// Accept the agent's own Sidetrace-Sponsor header as its sponsor (assurance "header").
+    #[arg(long, env = "SIDETRACE_ALLOW_HEADER_SPONSOR")]
+    pub allow_header_sponsor: bool,
+
+    /// A trusted OIDC issuer, exactly as its tokens' iss says (repeatable; keys from its
+    /// /.well-known/openid-configuration). Needs --oidc-audience.
+    #[arg(long = "oidc-issuer", env = "SIDETRACE_OIDC_ISSUER", value_delimiter = ',', value_name = "URL")]
+    pub oidc_issuers: Vec<String>,
+
+    /// The audience sponsor tokens from --oidc-issuer must be minted for.
+    #[arg(long, env = "SIDETRACE_OIDC_AUDIENCE", value_name = "AUD")]
+    pub oidc_audience: Option<String>,
+
+    /// The change (merge/pull request) id, when neither a token nor the request says.
     #[arg(long, env = "SIDETRACE_CHANGE_ID", value_name = "ID")]
     pub change_id: Option<String>,
+
+    /// The repository URL, when neither a token nor the request says.
+    #[arg(long, env = "SIDETRACE_REPOSITORY", value_name = "URL")]
+    pub repository: Option<String>,
+
+    /// The source branch, when neither a token nor the request says.
+    #[arg(long, env = "SIDETRACE_BRANCH", value_name = "NAME")]
+    pub branch: Option<String>,
+
+    /// The head revision (commit), when neither a token nor the request says.
+    #[arg(long, env = "SIDETRACE_REVISION", value_name = "SHA")]
+    pub revision: Option<String>,
+
+    /// The CI pipeline run id, when neither a token nor the request says.
+    #[arg(long, env = "SIDETRACE_PIPELINE_RUN_ID", value_name = "ID")]
+    pub pipeline_run_id: Option<String>,
+
+    /// The CI pipeline run URL, when neither a token nor the request says.
+    #[arg(long, env = "SIDETRACE_PIPELINE_URL", value_name = "URL")]
+    pub pipeline_url: Option<String>,
+
+    /// The CI job id, when neither a token nor the request says.
+    #[arg(long, env = "SIDETRACE_JOB_ID", value_name = "ID")]
+    pub job_id: Option<String>,
 
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish [default: 30s].
     #[arg(long, env = "SIDETRACE_DRAIN_TIMEOUT", value_name = "DURATION")]
@@ -127,8 +178,6 @@ impl ProxyArgs {
             journal: self.journal.clone(),
             capture_max_body: self.capture_max_body.clone(),
             execution_id: self.execution_id.clone(),
-            sponsor: self.sponsor.clone(),
-            change_id: self.change_id.clone(),
             drain_timeout: self.drain_timeout.clone(),
             durability: self.durability.clone(),
             signing_key: self.signing_key.clone(),
@@ -139,6 +188,22 @@ impl ProxyArgs {
                 endpoint: self.otlp_endpoint.clone(),
                 protocol: self.otlp_protocol.clone(),
                 shutdown_timeout: self.export_shutdown_timeout.clone(),
+            },
+            identity: crate::config::identity::IdentityFlags {
+                sponsor: self.sponsor.clone(),
+                sponsor_file: self.sponsor_file.clone(),
+                sponsor_token_file: self.sponsor_token_file.clone(),
+                require: self.sponsor_require.clone(),
+                allow_header: self.allow_header_sponsor,
+                oidc_issuers: self.oidc_issuers.clone(),
+                oidc_audience: self.oidc_audience.clone(),
+                change_id: self.change_id.clone(),
+                repository: self.repository.clone(),
+                branch: self.branch.clone(),
+                revision: self.revision.clone(),
+                pipeline_run_id: self.pipeline_run_id.clone(),
+                pipeline_url: self.pipeline_url.clone(),
+                job_id: self.job_id.clone(),
             },
         };
         ProxyConfig::load(self.config.as_deref(), o)

@@ -30,6 +30,17 @@ pub struct FileConfig {
     pub context: ContextSection,
     #[serde(default)]
     pub export: super::export::ExportSection,
+    #[serde(default)]
+    pub sponsor: super::identity::SponsorSection,
+    #[serde(default)]
+    pub redact: RedactSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactSection {
+    /// Replace well-known secret shapes in stored and exported content (default true).
+    pub secrets: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +114,12 @@ pub struct ExecutionSection {
     pub id: Option<String>,
     pub sponsor: Option<String>,
     pub change_id: Option<String>,
+    pub repository: Option<String>,
+    pub branch: Option<String>,
+    pub revision: Option<String>,
+    pub pipeline_run_id: Option<String>,
+    pub pipeline_url: Option<String>,
+    pub job_id: Option<String>,
 }
 
 /// Reads and parses a config file; every problem found goes into `errors`.

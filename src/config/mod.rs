@@ -6,6 +6,7 @@
 mod checks;
 pub mod export;
 pub mod file;
+pub mod identity;
 pub mod units;
 
 use std::net::SocketAddr;
@@ -49,14 +50,13 @@ pub struct Overrides {
     pub journal: Option<PathBuf>,
     pub capture_max_body: Option<String>,
     pub execution_id: Option<String>,
-    pub sponsor: Option<String>,
-    pub change_id: Option<String>,
     pub drain_timeout: Option<String>,
     pub durability: Option<String>,
     pub signing_key: Option<PathBuf>,
     pub retention: Option<String>,
     pub journal_max_size: Option<String>,
     pub export: export::ExportFlags,
+    pub identity: identity::IdentityFlags,
 }
 
 /// One reverse route: requests under `prefix` go to `upstream`.
@@ -82,10 +82,14 @@ pub struct ProxyConfig {
     pub retention: Option<Retention>,
     pub capture_max_body: usize,
     pub execution: ExecutionDefaults,
+    /// Who may sponsor requests, trusted issuers, correlation defaults.
+    pub identity: identity::IdentityConfig,
     /// Session executions unused this long are closed.
     pub session_idle_timeout: Duration,
     /// How tool calls map to context references; tried in order.
     pub context_rules: Vec<ContextRule>,
+    /// Replace secrets in stored and exported content.
+    pub redact_secrets: bool,
     pub export: crate::export::config::ExportConfig,
     pub drain_timeout: Duration,
 }
@@ -203,10 +207,24 @@ impl ProxyConfig {
 
         let mut execution = ExecutionDefaults {
             execution_id: non_empty(o.execution_id.or(f.execution.id)),
-            sponsor: non_empty(o.sponsor.or(f.execution.sponsor)),
-            change_id: non_empty(o.change_id.or(f.execution.change_id)),
             ..Default::default()
         };
+        let identity = identity::section(
+            f.sponsor,
+            identity::CorrelationKeys {
+                sponsor: f.execution.sponsor,
+                change_id: f.execution.change_id,
+                repository: f.execution.repository,
+                branch: f.execution.branch,
+                revision: f.execution.revision,
+                pipeline_run_id: f.execution.pipeline_run_id,
+                pipeline_url: f.execution.pipeline_url,
+                job_id: f.execution.job_id,
+            },
+            o.identity.clone(),
+            &|name| std::env::var(name).ok(),
+            &mut errors,
+        );
         if let Some(headers) = f.sessions.headers {
             for h in &headers {
                 if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
@@ -265,8 +283,10 @@ impl ProxyConfig {
             retention,
             capture_max_body,
             execution,
+            identity,
             session_idle_timeout,
             context_rules,
+            redact_secrets: f.redact.secrets.unwrap_or(true),
             export,
             drain_timeout,
         })

@@ -48,7 +48,7 @@ impl Attrs {
     }
     /// Content: scrubbed, bounded, with the digest of the whole when cut.
     pub fn content(&mut self, key: &str, value: &str, policy: &Policy) {
-        let b = content::bounded(value, policy.max_attribute_size);
+        let b = content::bounded(value, policy.max_attribute_size, policy.redact);
         self.str(key, &b.value);
         if let Some((digest, size)) = b.truncated {
             self.str(

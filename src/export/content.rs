@@ -85,9 +85,13 @@ pub struct Bounded {
     pub truncated: Option<(String, usize)>,
 }
 
-/// Scrubs secrets, then cuts to `max` bytes on a character boundary.
-pub fn bounded(value: &str, max: usize) -> Bounded {
-    let clean = secrets::scrub(value);
+/// Scrubs secrets (when `redact`), then cuts to `max` bytes on a character boundary.
+pub fn bounded(value: &str, max: usize, redact: bool) -> Bounded {
+    let clean = if redact {
+        secrets::scrub(value)
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    };
     if clean.len() <= max {
         return Bounded {
             value: clean.into_owned(),
@@ -133,11 +137,12 @@ mod tests {
 
     #[test]
     fn bounded_scrubs_and_cuts_keeping_the_digest() {
-        let b = bounded("token AKIAIOSFODNN7EXAMPLE here", 1000);
-        assert_eq!(b.value, "token [REDACTED:aws-access-key] here");
+        let b = bounded("token AKIAIOSFODNN7EXAMPLE here", 1000, true);
+        assert!(b.value.starts_with("token [REDACTED:aws-access-key:"), "{}", b.value);
+        assert_eq!(bounded("token AKIAIOSFODNN7EXAMPLE here", 1000, false).value, "token AKIAIOSFODNN7EXAMPLE here");
         assert!(b.truncated.is_none());
         let long = "é".repeat(100);
-        let b = bounded(&long, 11);
+        let b = bounded(&long, 11, true);
         assert!(b.value.starts_with("ééééé") && b.value.ends_with("…[truncated]"));
         assert_eq!(b.truncated, Some((digest_of(long.as_bytes()), 200)));
     }

@@ -62,6 +62,7 @@ impl Exporter {
     /// Starts exporting `journal` if a collector is configured.
     pub fn start(
         config: &ExportConfig,
+        redact: bool,
         journal: &Journal,
         metrics: Arc<Metrics>,
     ) -> Result<Option<Self>, ExportError> {
@@ -77,6 +78,7 @@ impl Exporter {
             policy: Policy {
                 content: config.content,
                 max_attribute_size: config.max_attribute_size,
+                redact,
             },
             resource: Arc::new(resource(config, journal.journal_id())),
             metrics,

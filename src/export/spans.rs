@@ -26,6 +26,8 @@ use super::semconv::*;
 pub struct Policy {
     pub content: ContentMode,
     pub max_attribute_size: usize,
+    /// Replace secrets in content (they are normally gone from the journal already).
+    pub redact: bool,
 }
 
 /// Where an execution segment's spans go.
@@ -289,7 +291,7 @@ pub fn chat(
             e.str(SIDETRACE_CONTEXT_KIND, &r.kind);
             e.str(
                 SIDETRACE_CONTEXT_URI,
-                &content::bounded(&r.uri, policy.max_attribute_size).value,
+                &content::bounded(&r.uri, policy.max_attribute_size, policy.redact).value,
             );
             e.str(SIDETRACE_CONTEXT_DIGEST, &r.digest);
             e.int(SIDETRACE_CONTEXT_SIZE, r.size as i64);

@@ -21,6 +21,7 @@ use crate::capture::api::{self, RouteProtocol};
 use crate::capture::body::{BodyCapture, BodyRecorder};
 use crate::capture::exchange::{self, RequestMeta, ResponseHead};
 use crate::capture::session::{self, CaptureHandle, Recorder, UpstreamEvent};
+use crate::identity::{self, Identity};
 use crate::journal::{Durability, Journal, Unavailable};
 use crate::metrics::Metrics;
 use crate::record::execution::{ExecutionRegistry, RequestContext};
@@ -37,10 +38,12 @@ use super::{errors, headers};
 /// Everything requests share.
 pub struct ProxyState {
     pub routes: RouteTable,
+    pub identity: Identity,
     pub client: UpstreamClient,
     pub recorder: Recorder,
     pub executions: ExecutionRegistry,
     pub capture_max_body: usize,
+    pub redact_secrets: bool,
     pub upstream_timeout: Duration,
     /// The address agents reach us on, for error messages.
     pub listen: SocketAddr,
@@ -140,13 +143,20 @@ pub async fn handle(
         .map(|r| r.route.prefix.clone())
         .unwrap_or_default();
 
-    let (context, opened, refusal) = match state.executions.resolve(&parts.headers, start) {
-        Ok((ctx, opened)) => (ctx, opened, None),
-        Err(e) => {
-            let (ctx, opened) = fallback_context(&state.executions, &parts.headers, start);
-            (ctx, opened, Some(e.0))
-        }
+    // Who sponsors this, and what it belongs to (may verify a token).
+    let (identity, unsponsored) = match state.identity.resolve(&parts.headers).await {
+        Ok(r) => (r, None),
+        Err(refusal) => (refusal.known, Some(refusal.message)),
     };
+    let (context, opened, refusal) =
+        match state.executions.resolve(&parts.headers, start, identity.clone()) {
+            Ok((ctx, opened)) => (ctx, opened, None),
+            Err(e) => {
+                let (ctx, opened) =
+                    fallback_context(&state.executions, &parts.headers, start, identity);
+                (ctx, opened, Some(e.0))
+            }
+        };
     // In write-ahead mode the execution must be on disk before its first request goes out.
     let journal_down = match opened {
         Some(execution) => state.journal().append_execution(execution).await.err(),
@@ -180,6 +190,7 @@ pub async fn handle(
         start,
         start_instant,
         cap: state.capture_max_body,
+        redact: state.redact_secrets,
     };
 
     let Some(resolved) = resolved else {
@@ -196,6 +207,15 @@ pub async fn handle(
             status: CompletionStatus::Refused,
             http: StatusCode::BAD_REQUEST,
             code: "invalid_sidetrace_header",
+            message,
+        };
+        return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
+    }
+    if let Some(message) = unsponsored {
+        let answer = LocalAnswer {
+            status: CompletionStatus::Refused,
+            http: StatusCode::FORBIDDEN,
+            code: "sponsor_required",
             message,
         };
         return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
@@ -364,11 +384,12 @@ fn fallback_context(
     executions: &ExecutionRegistry,
     headers: &HeaderMap,
     now: SystemTime,
+    identity: identity::Resolved,
 ) -> (RequestContext, Option<crate::record::Execution>) {
     let mut clean = headers.clone();
     headers::strip(&mut clean);
     executions
-        .resolve(&clean, now)
+        .resolve(&clean, now, identity)
         .expect("a request without Sidetrace-* headers always resolves")
 }
 

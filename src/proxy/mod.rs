@@ -87,11 +87,20 @@ impl Server {
             .local_addr()
             .map_err(|e| StartError::Bind(config.listen, e))?;
         let fingerprinter = Fingerprinter::new(journal.fingerprint_key());
-        let exporter = Exporter::start(&config.export, &journal, metrics.clone())?;
+        let exporter = Exporter::start(&config.export, config.redact_secrets, &journal, metrics.clone())?;
         let write_ahead = journal.durability() == crate::journal::Durability::WriteAhead;
         let journal_health = journal.health().clone();
+        let verifier = crate::identity::oidc::Verifier::new(config.identity.issuers.clone(), config.identity.leeway)?;
+        let identity = crate::identity::Identity::new(
+            config.identity.policy.clone(),
+            verifier,
+            config.identity.issuers.iter().map(|i| i.issuer.clone()).collect(),
+            config.identity.configured.clone(),
+            config.identity.ci.clone(),
+        );
         let state = Arc::new(ProxyState {
             routes: RouteTable::new(config.routes),
+            identity,
             client,
             recorder: Recorder {
                 journal,
@@ -102,6 +111,7 @@ impl Server {
             },
             executions: ExecutionRegistry::new(config.execution, fingerprinter),
             capture_max_body: config.capture_max_body,
+            redact_secrets: config.redact_secrets,
             upstream_timeout: config.upstream_timeout,
             listen,
         });

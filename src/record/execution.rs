@@ -1,5 +1,5 @@
-//! Decides which execution, sponsor, correlation and agent session a request
-//! belongs to.
+//! Decides which execution and agent session a request belongs to, and who
+//! the agent is (sponsor and correlation come from `crate::identity`).
 //!
 //! Execution id, first match wins: the `Sidetrace-Execution-Id` header, the
 //! operator's `--execution-id`, the agent's own session id (each agent
@@ -16,13 +16,10 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::redact::Fingerprinter;
-use super::{
-    AgentIdentity, Correlation, Execution, ExecutionIdSource, Sponsor, SponsorAssurance, timestamp,
-};
+use super::{AgentIdentity, Correlation, Execution, ExecutionIdSource, Sponsor, timestamp};
+use crate::identity::Resolved;
 
 pub const HEADER_EXECUTION_ID: &str = "sidetrace-execution-id";
-pub const HEADER_SPONSOR: &str = "sidetrace-sponsor";
-pub const HEADER_CHANGE_ID: &str = "sidetrace-change-id";
 
 /// Headers agents put their session id in: Claude Code, Codex CLI (both), others.
 pub const DEFAULT_SESSION_HEADERS: &[&str] = &[
@@ -131,6 +128,7 @@ impl ExecutionRegistry {
         &self,
         headers: &HeaderMap,
         now: SystemTime,
+        identity: Resolved,
     ) -> Result<(RequestContext, Option<Execution>), InvalidContext> {
         let header_id = header_value(headers, HEADER_EXECUTION_ID)?;
         if let Some(id) = &header_id {
@@ -144,39 +142,18 @@ impl ExecutionRegistry {
             (None, None, None) => (self.run_execution_id.clone(), ExecutionIdSource::Generated),
         };
 
-        let sponsor = match header_value(headers, HEADER_SPONSOR)? {
-            Some(id) => Sponsor {
-                id,
-                assurance: SponsorAssurance::Header as i32,
-                source: "header Sidetrace-Sponsor".into(),
-            },
-            None => match &self.defaults.sponsor {
-                Some(id) => Sponsor {
-                    id: id.clone(),
-                    assurance: SponsorAssurance::Static as i32,
-                    source: "operator (--sponsor / execution.sponsor)".into(),
-                },
-                None => Sponsor {
-                    id: String::new(),
-                    assurance: SponsorAssurance::None as i32,
-                    source: String::new(),
-                },
-            },
-        };
-        let change_id = header_value(headers, HEADER_CHANGE_ID)?
-            .or_else(|| self.defaults.change_id.clone())
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .unwrap_or_default();
-        let correlation = Correlation {
-            change_id,
-            ..Default::default()
-        };
+        let (name, version) = product(&user_agent);
         let agent = AgentIdentity {
-            user_agent: headers
-                .get(http::header::USER_AGENT)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .unwrap_or_default(),
+            name,
+            version,
+            user_agent,
             credential_fingerprint: self.fingerprinter.credential(headers),
         };
+        let (sponsor, correlation) = (identity.sponsor, identity.correlation);
 
         let now_ms = self.epoch.elapsed().as_millis() as u64;
         let opened = match self.opened.get(&execution_id) {
@@ -258,6 +235,15 @@ impl ExecutionRegistry {
     }
 }
 
+/// `claude-cli/2.1.332 (external, cli)` → ("claude-cli", "2.1.332").
+fn product(user_agent: &str) -> (String, String) {
+    let first = user_agent.split_whitespace().next().unwrap_or_default();
+    match first.split_once('/') {
+        Some((n, v)) => (n.to_owned(), v.to_owned()),
+        None => (first.to_owned(), String::new()),
+    }
+}
+
 /// An agent's session id as an execution id: as is when it is a plain id,
 /// else a digest of it (ids appear in logs, URLs and file names).
 fn session_execution_id(session: &str) -> String {
@@ -315,30 +301,26 @@ mod tests {
         ExecutionRegistry::new(defaults, Fingerprinter::new([7; 32]))
     }
 
+    fn resolve(r: &ExecutionRegistry, h: &HeaderMap) -> (RequestContext, Option<Execution>) {
+        r.resolve(h, SystemTime::now(), Resolved::default()).unwrap()
+    }
+
     #[test]
     fn header_beats_flag_beats_session_beats_generated() {
         let r = registry(ExecutionDefaults {
             execution_id: Some("flag-exec".into()),
-            sponsor: Some("ops".into()),
-            change_id: Some("!1".into()),
             ..Default::default()
         });
         let mut h = HeaderMap::new();
         h.insert("x-claude-code-session-id", "0b7e-session".parse().unwrap());
-        let (ctx, _) = r.resolve(&h, SystemTime::now()).unwrap();
+        h.insert("user-agent", "claude-cli/2.1.332 (external, cli)".parse().unwrap());
+        let (ctx, _) = resolve(&r, &h);
         assert_eq!(ctx.execution_id, "flag-exec");
         assert_eq!(ctx.session.as_ref().unwrap().id, "0b7e-session");
-        assert_eq!(ctx.sponsor.id, "ops");
-        assert_eq!(ctx.sponsor.assurance, SponsorAssurance::Static as i32);
-        assert_eq!(ctx.correlation.change_id, "!1");
+        assert_eq!((ctx.agent.name.as_str(), ctx.agent.version.as_str()), ("claude-cli", "2.1.332"));
         h.insert(HEADER_EXECUTION_ID, "hdr-exec".parse().unwrap());
-        h.insert(HEADER_SPONSOR, "alice".parse().unwrap());
-        h.insert(HEADER_CHANGE_ID, "!42".parse().unwrap());
-        let (ctx, opened) = r.resolve(&h, SystemTime::now()).unwrap();
+        let (ctx, opened) = resolve(&r, &h);
         assert_eq!(ctx.execution_id, "hdr-exec");
-        assert_eq!(ctx.sponsor.id, "alice");
-        assert_eq!(ctx.sponsor.assurance, SponsorAssurance::Header as i32);
-        assert_eq!(ctx.correlation.change_id, "!42");
         assert_eq!(opened.unwrap().id_source, ExecutionIdSource::Header as i32);
 
         let r = registry(ExecutionDefaults::default());
@@ -346,30 +328,21 @@ mod tests {
         a.insert("x-claude-code-session-id", "sess-a".parse().unwrap());
         let mut b = HeaderMap::new();
         b.insert("session-id", "sess b with spaces".parse().unwrap());
-        let (ca, oa) = r.resolve(&a, SystemTime::now()).unwrap();
-        let (cb, _) = r.resolve(&b, SystemTime::now()).unwrap();
-        let (cn, _) = r.resolve(&HeaderMap::new(), SystemTime::now()).unwrap();
+        let (ca, oa) = resolve(&r, &a);
+        let (cb, _) = resolve(&r, &b);
+        let (cn, _) = resolve(&r, &HeaderMap::new());
         assert_eq!(ca.execution_id, "sess-a");
-        assert_eq!(
-            oa.unwrap().id_source,
-            ExecutionIdSource::AgentSession as i32
-        );
-        assert!(
-            cb.execution_id.starts_with("session-"),
-            "{}",
-            cb.execution_id
-        );
+        assert_eq!(oa.unwrap().id_source, ExecutionIdSource::AgentSession as i32);
+        assert!(cb.execution_id.starts_with("session-"), "{}", cb.execution_id);
         assert_eq!(cn.execution_id, r.default_execution_id());
-        let mut owned = r.open_executions();
-        owned.sort();
-        assert_eq!(owned.len(), 3);
+        assert_eq!(r.open_executions().len(), 3);
     }
 
     #[test]
     fn execution_opened_once_per_run() {
         let r = registry(ExecutionDefaults::default());
-        let (a, first) = r.resolve(&HeaderMap::new(), SystemTime::now()).unwrap();
-        let (b, second) = r.resolve(&HeaderMap::new(), SystemTime::now()).unwrap();
+        let (a, first) = resolve(&r, &HeaderMap::new());
+        let (b, second) = resolve(&r, &HeaderMap::new());
         assert_eq!(a.execution_id, b.execution_id);
         assert!(first.is_some());
         assert!(second.is_none());
@@ -381,15 +354,11 @@ mod tests {
         let r = registry(ExecutionDefaults::default());
         let mut h = HeaderMap::new();
         h.insert("session-id", "s1".parse().unwrap());
-        r.resolve(&h, SystemTime::now()).unwrap();
-        r.resolve(&HeaderMap::new(), SystemTime::now()).unwrap();
+        resolve(&r, &h);
+        resolve(&r, &HeaderMap::new());
         assert!(r.take_idle(Duration::from_secs(3600)).is_empty());
-        assert_eq!(
-            r.take_idle(Duration::ZERO),
-            vec!["s1".to_owned()],
-            "only session executions idle out"
-        );
-        let (_, reopened) = r.resolve(&h, SystemTime::now()).unwrap();
+        assert_eq!(r.take_idle(Duration::ZERO), vec!["s1".to_owned()], "the run's own execution does not idle out");
+        let (_, reopened) = resolve(&r, &h);
         assert!(reopened.is_some());
     }
 
@@ -398,7 +367,7 @@ mod tests {
         let r = registry(ExecutionDefaults::default());
         let mut h = HeaderMap::new();
         h.insert(HEADER_EXECUTION_ID, "has space".parse().unwrap());
-        let err = r.resolve(&h, SystemTime::now()).unwrap_err();
+        let err = r.resolve(&h, SystemTime::now(), Resolved::default()).unwrap_err();
         assert!(err.0.contains("sidetrace-execution-id"));
     }
 }

@@ -1,32 +1,31 @@
-//! Well-known secret shapes, scrubbed from content before it leaves the
-//! journal (OTLP export). The journal itself never holds credential
-//! headers; this catches keys pasted into prompts, files and tool output.
+//! Well-known secret shapes — cloud and platform keys, tokens, private key
+//! blocks, JWTs, `password=`-style assignments — replaced by
+//! `[REDACTED:<kind>:<first 8 hex of the secret's SHA-256>]` before content
+//! is stored in the journal or exported. The digest prefix lets two records
+//! be seen to hold the same secret without holding it. Scrubbing is
+//! idempotent: a redaction marker never matches a pattern again.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Captures, Regex};
+use sha2::{Digest, Sha256};
 
-/// (name, pattern): the name appears in the replacement, e.g. `[REDACTED:aws-access-key]`.
+/// (kind, pattern). A pattern with a capture group 2 redacts only that group
+/// (the value of an assignment), keeping group 1 (the name).
 const SHAPES: &[(&str, &str)] = &[
     (
         "private-key",
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
     ),
     ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
-    (
-        "openai-key",
-        r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
-    ),
+    ("openai-key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
     ("aws-access-key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     (
         "aws-secret-key",
-        r#"(?i)aws_?secret_?access_?key["'\s:=]+[A-Za-z0-9/+=]{40}"#,
+        r#"(?i)(aws_?secret_?access_?key["'\s:=]+)([A-Za-z0-9/+=]{40})"#,
     ),
-    (
-        "github-token",
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
-    ),
+    ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
     ("gitlab-token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
     ("slack-token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
     ("google-api-key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
@@ -37,35 +36,56 @@ const SHAPES: &[(&str, &str)] = &[
     ),
     (
         "bearer-token",
-        r"(?i)\bauthorization:\s*bearer\s+[A-Za-z0-9_\-\.=]{16,}",
+        r"(?i)(\bauthorization:\s*bearer\s+)([A-Za-z0-9_\-\.=]{16,})",
+    ),
+    (
+        "assignment",
+        r#"(?i)((?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)["']?\s*[:=]\s*["']?)([^\s"',;&\[\]\\]{6,})"#,
     ),
 ];
 
 static PATTERNS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     SHAPES
         .iter()
-        .map(|(name, p)| {
-            (
-                *name,
-                Regex::new(p).expect("built-in secret patterns are valid"),
-            )
-        })
+        .map(|(name, p)| (*name, Regex::new(p).expect("built-in secret patterns are valid")))
         .collect()
 });
 
-/// The text with every well-known secret replaced by `[REDACTED:<kind>]`;
-/// borrowed unchanged when there is none.
-pub fn scrub(text: &str) -> Cow<'_, str> {
+/// Text with its secrets replaced, and the kind of each one found.
+pub struct Scrubbed<'a> {
+    pub text: Cow<'a, str>,
+    pub found: Vec<&'static str>,
+}
+
+/// Replaces every well-known secret; borrows the text unchanged when there is none.
+pub fn scrub_counted(text: &str) -> Scrubbed<'_> {
     let mut out: Cow<'_, str> = Cow::Borrowed(text);
-    for (name, re) in PATTERNS.iter() {
-        if re.is_match(&out) {
-            let replaced = re
-                .replace_all(&out, format!("[REDACTED:{name}]").as_str())
-                .into_owned();
-            out = Cow::Owned(replaced);
+    let mut found = Vec::new();
+    for (kind, re) in PATTERNS.iter() {
+        if !re.is_match(&out) {
+            continue;
         }
+        let replaced = re
+            .replace_all(&out, |c: &Captures<'_>| {
+                found.push(*kind);
+                match (c.get(1), c.get(2)) {
+                    (Some(name), Some(value)) => format!("{}{}", name.as_str(), marker(kind, value.as_str())),
+                    _ => marker(kind, &c[0]),
+                }
+            })
+            .into_owned();
+        out = Cow::Owned(replaced);
     }
-    out
+    Scrubbed { text: out, found }
+}
+
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    scrub_counted(text).text
+}
+
+fn marker(kind: &str, secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    format!("[REDACTED:{kind}:{}]", hex::encode(&digest[..4]))
 }
 
 #[cfg(test)]
@@ -75,32 +95,27 @@ mod tests {
     #[test]
     fn known_shapes_are_scrubbed_and_plain_text_is_borrowed() {
         let text = "key sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123 and AKIAIOSFODNN7EXAMPLE and \
-                    ghp_0123456789abcdefghijklmnopqrstuvwxyzAB and \
-                    -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- and \
-                    eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N";
-        let s = scrub(text);
-        for secret in [
-            "sk-ant-api03",
-            "AKIAIOSFODNN7EXAMPLE",
-            "ghp_0123",
-            "MIIE",
-            "eyJzdWIi",
-        ] {
-            assert!(!s.contains(secret), "{secret} survived: {s}");
+                    ghp_0123456789abcdefghijklmnopqrstuvwxyzAB and glpat-abcdefghij0123456789 and \
+                    -----BEGIN RSA PRIVATE KEY-----\\nMIIE\\n-----END RSA PRIVATE KEY----- and \
+                    eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N and \
+                    DB_PASSWORD=hunter2hunter2 and \"api_key\": \"abc123def456\"";
+        let s = scrub_counted(text);
+        for secret in ["sk-ant-api03", "AKIAIOSFODNN7EXAMPLE", "ghp_0123", "glpat-", "MIIE", "eyJzdWIi", "hunter2", "abc123def456"] {
+            assert!(!s.text.contains(secret), "{secret} survived: {}", s.text);
         }
-        for kind in [
-            "anthropic-key",
-            "aws-access-key",
-            "github-token",
-            "private-key",
-            "jwt",
-        ] {
-            assert!(s.contains(&format!("[REDACTED:{kind}]")), "{s}");
-        }
-        assert!(matches!(
-            scrub("fn main() { println!(\"hi\"); }"),
-            Cow::Borrowed(_)
-        ));
-        assert_eq!(scrub("sk-short"), "sk-short");
+        let mut kinds = s.found.clone();
+        kinds.sort_unstable();
+        assert_eq!(
+            kinds,
+            ["anthropic-key", "assignment", "assignment", "aws-access-key", "github-token", "gitlab-token", "jwt", "private-key"]
+        );
+        assert!(s.text.contains("DB_PASSWORD=[REDACTED:assignment:"), "{}", s.text);
+        let marker = format!("[REDACTED:aws-access-key:{}]", hex::encode(&Sha256::digest(b"AKIAIOSFODNN7EXAMPLE")[..4]));
+        assert!(s.text.contains(&marker), "{}", s.text);
+        // Idempotent: scrubbing again changes nothing.
+        let again = scrub_counted(&s.text);
+        assert!(again.found.is_empty(), "{:?}", again.found);
+        assert!(matches!(scrub("fn main() { println!(\"hi\"); }"), Cow::Borrowed(_)));
+        assert_eq!(scrub("sk-short password: x"), "sk-short password: x");
     }
 }

@@ -278,7 +278,7 @@ async fn codex_runs_a_command_through_sidetrace() {
     .await;
     let mut proxy = TestProxy::start(&[("/openai", &mock.url())], |o| {
         o.execution_id = Some("codex-run-1".into());
-        o.sponsor = Some("bob@example.com".into());
+        o.identity.sponsor = Some("bob@example.com".into());
     })
     .await;
     std::fs::write(

@@ -30,6 +30,8 @@ impl RunningProxy {
             .arg("proxy")
             .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
             .args(args)
+            .env("SIDETRACE_SPONSOR_REQUIRE", "none")
+            .env("SIDETRACE_ALLOW_HEADER_SPONSOR", "true")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .kill_on_drop(true)

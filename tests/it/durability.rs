@@ -246,6 +246,7 @@ async fn start_binary(args: &[&str]) -> (tokio::process::Child, String) {
             "127.0.0.1:0",
         ])
         .args(args)
+        .env("SIDETRACE_SPONSOR_REQUIRE", "none")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -148,8 +148,8 @@ async fn chat_completions_stream_with_tool_calls() {
 async fn chat_completions_not_streamed() {
     let mock = fixture_mock(None).await;
     let mut proxy = TestProxy::start(&[("/openai", &mock.url())], |o| {
-        o.sponsor = Some("ops-bot-owner".into());
-        o.change_id = Some("MR-7".into());
+        o.identity.sponsor = Some("ops-bot-owner".into());
+        o.identity.change_id = Some("MR-7".into());
     })
     .await;
     let out = run_client(
