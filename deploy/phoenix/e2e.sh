@@ -121,16 +121,41 @@ log "sidetrace: $("$SIDETRACE_BIN" --version 2>/dev/null || echo "$SIDETRACE_BIN
 
 # ---------------------------------------------------------------- helpers
 free_ports() { # free_ports N: N distinct free TCP ports on 127.0.0.1
+  # Taken below the kernel's ephemeral range when possible: ports handed out
+  # for bind(:0) and outgoing connections (other test suites on this machine)
+  # come from that range, so a port picked there can be gone by the time
+  # Phoenix, ~10 s of imports later, binds it.
   "$PY" - "$1" <<'EOF'
-import socket, sys
+import random, socket, sys
+n = int(sys.argv[1])
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 0
+pool = list(range(10000, low)) if low > 11000 else []
+random.shuffle(pool)
+ports = []
+for port in pool:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    ports.append(port)
+    if len(ports) == n:
+        break
 socks = []
-for _ in range(int(sys.argv[1])):
+while len(ports) < n:  # no room below the ephemeral range: let the OS pick
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+    if s.getsockname()[1] not in ports:
+        ports.append(s.getsockname()[1])
 for s in socks:
     s.close()
+print(" ".join(map(str, ports)))
 EOF
 }
 
@@ -149,44 +174,69 @@ for line in open(path, errors="replace"):
 EOF
 }
 
-check_loopback_only() { # check_loopback_only PID NAME: every TCP listener of PID is on loopback
+listeners() { # listeners PID: local addresses of PID's listening TCP sockets
+  ss -Hltnp 2>/dev/null | grep "pid=$1," | awk '{print $4}' || true
+}
+
+check_loopback_only() { # check_loopback_only PID NAME [PORT...]: PID listens on loopback only, on PORTs
   command -v ss >/dev/null || { log "ss not found; not checking $2's listening addresses"; return 0; }
-  local lines
-  lines=$(ss -Hltnp 2>/dev/null | grep "pid=$1," || true)
-  [[ -n $lines ]] || die "$2 (pid $1) has no listening TCP socket"
+  local pid=$1 name=$2 addrs port
+  shift 2
+  addrs=$(listeners "$pid")
+  [[ -n $addrs ]] || die "$name (pid $pid) has no listening TCP socket"
   # gRPC's dual-stack socket shows 127.0.0.1 as [::ffff:127.0.0.1]
-  if awk '{print $4}' <<<"$lines" | grep -v -E '^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|\[::1\]):' >/dev/null; then
-    echo "$lines"
-    die "$2 listens on a non-loopback address"
+  if grep -v -E '^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]|\[::1\]):' <<<"$addrs" >/dev/null; then
+    echo "$addrs"
+    die "$name listens on a non-loopback address"
   fi
-  log "$2 listens only on: $(awk '{print $4}' <<<"$lines" | tr '\n' ' ')"
+  for port in "$@"; do
+    grep -q -E ":$port\$" <<<"$addrs" || die "$name (pid $pid) is not the one listening on port $port"
+  done
+  log "$name listens only on: $(tr '\n' ' ' <<<"$addrs")"
 }
 
 # ---------------------------------------------------------------- Phoenix
-read -r PHX_PORT PHX_GRPC_PORT < <(free_ports 2)
-mkdir -p "$WORK/phoenix"
-log "starting Phoenix: http 127.0.0.1:$PHX_PORT, grpc 127.0.0.1:$PHX_GRPC_PORT, db $WORK/phoenix"
-env \
-  PHOENIX_HOST=127.0.0.1 \
-  PHOENIX_PORT="$PHX_PORT" \
-  PHOENIX_GRPC_PORT="$PHX_GRPC_PORT" \
-  PHOENIX_WORKING_DIR="$WORK/phoenix" \
-  PHOENIX_TELEMETRY_ENABLED=false \
-  PHOENIX_ALLOW_EXTERNAL_RESOURCES=false \
-  PHOENIX_DISABLE_AGENT_ASSISTANT=true \
-  PHOENIX_AGENTS_DISABLE_BASH=true \
-  "$PY" "$HERE/run_phoenix.py" >"$WORK/phoenix.log" 2>&1 &
-PHX_PID=$!
-PIDS+=("$PHX_PID")
-PHX_URL="http://127.0.0.1:$PHX_PORT"
-t=$SECONDS
-until [[ $(curl -s -o /dev/null -w '%{http_code}' "$PHX_URL/healthz" 2>/dev/null) == 200 ]]; do
-  kill -0 "$PHX_PID" 2>/dev/null || die "Phoenix exited during startup"
-  ((SECONDS - t < 180)) || die "Phoenix not healthy after 180s"
-  sleep 0.5
-done
-log "Phoenix healthy after $((SECONDS - t))s"
-check_loopback_only "$PHX_PID" Phoenix
+start_phoenix() { # start_phoenix ATTEMPT: 0 when healthy, 1 when its ports were taken
+  local attempt=$1 t
+  read -r PHX_PORT PHX_GRPC_PORT < <(free_ports 2)
+  [[ -n ${PHX_GRPC_PORT:-} ]] || die "could not pick free ports for Phoenix"
+  rm -rf "$WORK/phoenix"
+  mkdir -p "$WORK/phoenix"
+  log "starting Phoenix: http 127.0.0.1:$PHX_PORT, grpc 127.0.0.1:$PHX_GRPC_PORT, db $WORK/phoenix"
+  env \
+    PHOENIX_HOST=127.0.0.1 \
+    PHOENIX_PORT="$PHX_PORT" \
+    PHOENIX_GRPC_PORT="$PHX_GRPC_PORT" \
+    PHOENIX_WORKING_DIR="$WORK/phoenix" \
+    PHOENIX_TELEMETRY_ENABLED=false \
+    PHOENIX_ALLOW_EXTERNAL_RESOURCES=false \
+    PHOENIX_DISABLE_AGENT_ASSISTANT=true \
+    PHOENIX_AGENTS_DISABLE_BASH=true \
+    "$PY" "$HERE/run_phoenix.py" >"$WORK/phoenix.log" 2>&1 &
+  PHX_PID=$!
+  PIDS+=("$PHX_PID")
+  PHX_URL="http://127.0.0.1:$PHX_PORT"
+  t=$SECONDS
+  # Healthy = our Phoenix process answers /healthz (not some other server that
+  # happens to sit on the port).
+  until [[ $(curl -s -o /dev/null -w '%{http_code}' "$PHX_URL/healthz" 2>/dev/null) == 200 ]] &&
+    { ! command -v ss >/dev/null || listeners "$PHX_PID" | grep -q -E ":$PHX_PORT\$"; }; do
+    if ! kill -0 "$PHX_PID" 2>/dev/null; then
+      wait "$PHX_PID" 2>/dev/null || true
+      if grep -q -i 'address already in use' "$WORK/phoenix.log" && ((attempt < 3)); then
+        log "Phoenix could not bind its ports (taken meanwhile); retrying on others"
+        mv "$WORK/phoenix.log" "$WORK/phoenix.attempt$attempt.log"
+        return 1
+      fi
+      die "Phoenix exited during startup"
+    fi
+    ((SECONDS - t < 180)) || die "Phoenix not healthy after 180s"
+    sleep 0.5
+  done
+  log "Phoenix healthy after $((SECONDS - t))s"
+}
+for attempt in 1 2 3; do start_phoenix "$attempt" && break; done
+check_loopback_only "$PHX_PID" Phoenix "$PHX_PORT" "$PHX_GRPC_PORT"
 
 # ---------------------------------------------------------------- mock upstream
 "$PY" "$HERE/mock_upstream.py" --port-file "$WORK/mock.port" --log "$WORK/mock.jsonl" \
@@ -233,7 +283,7 @@ run_protocol() { # run_protocol PROTOCOL
   listen=$(json_field "$dir/sidetrace.log" "sidetrace proxy listening" listen)
   execution=$(json_field "$dir/sidetrace.log" "sidetrace proxy listening" execution)
   [[ -n $listen ]] || die "[$tag] sidetrace did not log its listen address"
-  check_loopback_only "$st_pid" "[$tag] sidetrace"
+  check_loopback_only "$st_pid" "[$tag] sidetrace" "${listen##*:}"
   log "[$tag] sidetrace on $listen, execution $execution"
 
   n_before=$(grep -c '"/v1/messages"' "$WORK/mock.jsonl" 2>/dev/null || true)

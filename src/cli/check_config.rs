@@ -82,7 +82,11 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     println!("sponsor.static   = {}", opt(&id.policy.static_sponsor));
     println!("sponsor.allow_header = {}", id.policy.allow_header);
     for i in &id.issuers {
-        println!("sponsor.issuer   = {} (audience {})", i.issuer, i.audiences.join(", "));
+        println!(
+            "sponsor.issuer   = {} (audience {})",
+            i.issuer,
+            i.audiences.join(", ")
+        );
     }
     let mut fields: Vec<_> = id.configured.0.iter().collect();
     fields.sort();

@@ -86,7 +86,12 @@ pub struct ProxyArgs {
 
     /// A trusted OIDC issuer, exactly as its tokens' iss says (repeatable; keys from its
     /// /.well-known/openid-configuration). Needs --oidc-audience.
-    #[arg(long = "oidc-issuer", env = "SIDETRACE_OIDC_ISSUER", value_delimiter = ',', value_name = "URL")]
+    #[arg(
+        long = "oidc-issuer",
+        env = "SIDETRACE_OIDC_ISSUER",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
     pub oidc_issuers: Vec<String>,
 
     /// The audience sponsor tokens from --oidc-issuer must be minted for.

@@ -50,6 +50,34 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
         "  sponsor   {sponsor_id} ({assurance})    change {}",
         if change.is_empty() { "(none)" } else { change }
     )?;
+    if let Some(ev) = &sponsor.evidence {
+        writeln!(
+            out,
+            "  evidence  {} token {} from {} (key {}, {}, claim {})",
+            sponsor.source,
+            ev.token_digest,
+            ev.issuer,
+            or_dash(&ev.key_id),
+            ev.algorithm,
+            ev.sponsor_claim
+        )?;
+    }
+    if let Some(c) = &e.correlation {
+        let mut fields: Vec<(&String, &String)> = c.sources.iter().collect();
+        fields.sort();
+        for (field, source) in fields {
+            let value = match field.as_str() {
+                "change_id" => &c.change_id,
+                "repository_url" => &c.repository_url,
+                "ref_name" => &c.ref_name,
+                "revision" => &c.revision,
+                "pipeline_run_id" => &c.pipeline_run_id,
+                "pipeline_run_url" => &c.pipeline_run_url,
+                _ => &c.job_id,
+            };
+            writeln!(out, "  {field:<16} {value}  ({source})")?;
+        }
+    }
     let ended = if e.end_time.is_some() {
         format!("{} ({})", when(&e.end_time), e.end_reason)
     } else {

@@ -123,26 +123,62 @@ pub fn section(
             OneOrMany::One(a) => vec![a],
             OneOrMany::Many(a) => a,
         };
-        issuers.extend(issuer(&key, s.issuer, audiences, s.jwks_uri, s.claims, s.algorithms, s.ca_file, errors));
+        issuers.extend(issuer(
+            &key,
+            s.issuer,
+            audiences,
+            s.jwks_uri,
+            s.claims,
+            s.algorithms,
+            s.ca_file,
+            errors,
+        ));
     }
     for url in flags.oidc_issuers {
         let Some(aud) = flags.oidc_audience.clone() else {
-            errors.push(format!("--oidc-issuer {url}: give the audience tokens must be for with --oidc-audience"));
+            errors.push(format!(
+                "--oidc-issuer {url}: give the audience tokens must be for with --oidc-audience"
+            ));
             continue;
         };
-        issuers.extend(issuer("--oidc-issuer", url, vec![aud], None, None, None, None, errors));
+        issuers.extend(issuer(
+            "--oidc-issuer",
+            url,
+            vec![aud],
+            None,
+            None,
+            None,
+            None,
+            errors,
+        ));
     }
     if require == crate::identity::Require::Oidc && issuers.is_empty() {
         errors.push("sponsor.require = \"oidc\" needs at least one trusted issuer: add [[sponsor.issuer]] or --oidc-issuer".into());
     }
 
     let mut configured = Configured::default();
-    configured.set("change_id", flags.change_id.or(keys.change_id), "--change-id");
-    configured.set("repository_url", flags.repository.or(keys.repository), "--repository");
+    configured.set(
+        "change_id",
+        flags.change_id.or(keys.change_id),
+        "--change-id",
+    );
+    configured.set(
+        "repository_url",
+        flags.repository.or(keys.repository),
+        "--repository",
+    );
     configured.set("ref_name", flags.branch.or(keys.branch), "--branch");
     configured.set("revision", flags.revision.or(keys.revision), "--revision");
-    configured.set("pipeline_run_id", flags.pipeline_run_id.or(keys.pipeline_run_id), "--pipeline-run-id");
-    configured.set("pipeline_run_url", flags.pipeline_url.or(keys.pipeline_url), "--pipeline-url");
+    configured.set(
+        "pipeline_run_id",
+        flags.pipeline_run_id.or(keys.pipeline_run_id),
+        "--pipeline-run-id",
+    );
+    configured.set(
+        "pipeline_run_url",
+        flags.pipeline_url.or(keys.pipeline_url),
+        "--pipeline-url",
+    );
     configured.set("job_id", flags.job_id.or(keys.job_id), "--job-id");
 
     IdentityConfig {
@@ -167,13 +203,22 @@ fn issuer(
 ) -> Option<IssuerConfig> {
     let before = errors.len();
     if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
-        errors.push(format!("{key}: issuer {issuer:?} must be a URL, exactly as the tokens' iss claim says it"));
+        errors.push(format!(
+            "{key}: issuer {issuer:?} must be a URL, exactly as the tokens' iss claim says it"
+        ));
     }
     if audiences.is_empty() || audiences.iter().any(|a| a.is_empty()) {
-        errors.push(format!("{key}: audience must be set (the aud your tokens are minted for)"));
+        errors.push(format!(
+            "{key}: audience must be set (the aud your tokens are minted for)"
+        ));
     }
     let algorithms = algorithms
-        .unwrap_or_else(|| oidc::DEFAULT_ALGORITHMS.iter().map(|a| (*a).to_owned()).collect())
+        .unwrap_or_else(|| {
+            oidc::DEFAULT_ALGORITHMS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect()
+        })
         .iter()
         .filter_map(|a| match oidc::algorithm(a) {
             Ok(alg) => Some(alg),

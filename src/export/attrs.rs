@@ -86,5 +86,7 @@ pub fn common(
         attrs.str(VCS_REF_HEAD_REVISION, &c.revision);
         attrs.str(VCS_PROVIDER_NAME, &c.vcs_provider);
         attrs.str(CICD_PIPELINE_RUN_ID, &c.pipeline_run_id);
+        attrs.str(CICD_PIPELINE_RUN_URL_FULL, &c.pipeline_run_url);
+        attrs.str(CICD_PIPELINE_TASK_RUN_ID, &c.job_id);
     }
 }

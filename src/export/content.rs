@@ -138,8 +138,15 @@ mod tests {
     #[test]
     fn bounded_scrubs_and_cuts_keeping_the_digest() {
         let b = bounded("token AKIAIOSFODNN7EXAMPLE here", 1000, true);
-        assert!(b.value.starts_with("token [REDACTED:aws-access-key:"), "{}", b.value);
-        assert_eq!(bounded("token AKIAIOSFODNN7EXAMPLE here", 1000, false).value, "token AKIAIOSFODNN7EXAMPLE here");
+        assert!(
+            b.value.starts_with("token [REDACTED:aws-access-key:"),
+            "{}",
+            b.value
+        );
+        assert_eq!(
+            bounded("token AKIAIOSFODNN7EXAMPLE here", 1000, false).value,
+            "token AKIAIOSFODNN7EXAMPLE here"
+        );
         assert!(b.truncated.is_none());
         let long = "é".repeat(100);
         let b = bounded(&long, 11, true);

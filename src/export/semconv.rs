@@ -54,6 +54,8 @@ pub const VCS_REF_HEAD_NAME: &str = "vcs.ref.head.name";
 pub const VCS_REF_HEAD_REVISION: &str = "vcs.ref.head.revision";
 pub const VCS_PROVIDER_NAME: &str = "vcs.provider.name";
 pub const CICD_PIPELINE_RUN_ID: &str = "cicd.pipeline.run.id";
+pub const CICD_PIPELINE_RUN_URL_FULL: &str = "cicd.pipeline.run.url.full";
+pub const CICD_PIPELINE_TASK_RUN_ID: &str = "cicd.pipeline.task.run.id";
 
 // Resource.
 pub const SERVICE_NAME: &str = "service.name";

@@ -41,7 +41,9 @@ impl std::str::FromStr for Require {
             "none" => Ok(Self::None),
             "any" => Ok(Self::Any),
             "oidc" => Ok(Self::Oidc),
-            other => Err(format!("unknown requirement {other:?}; expected \"none\", \"any\" or \"oidc\"")),
+            other => Err(format!(
+                "unknown requirement {other:?}; expected \"none\", \"any\" or \"oidc\""
+            )),
         }
     }
 }
@@ -122,7 +124,11 @@ impl Identity {
         if let Some(token) = header_token {
             match self.verify(&token).await {
                 Ok(v) => verified = Some((v, "header Sidetrace-Sponsor-Token")),
-                Err(e) => token_problem = Some(format!("the sponsor token in the Sidetrace-Sponsor-Token header was rejected: {e}")),
+                Err(e) => {
+                    token_problem = Some(format!(
+                        "the sponsor token in the Sidetrace-Sponsor-Token header was rejected: {e}"
+                    ))
+                }
             }
         } else if let Some(path) = &self.policy.token_file {
             match self.read_file(path) {
@@ -130,14 +136,24 @@ impl Identity {
                     Ok(v) => verified = Some((v, "file --sponsor-token-file")),
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "the sponsor token file was rejected");
-                        token_problem = Some(format!("the sponsor token in {} was rejected: {e}", path.display()));
+                        token_problem = Some(format!(
+                            "the sponsor token in {} was rejected: {e}",
+                            path.display()
+                        ));
                     }
                 },
-                None => token_problem = Some(format!("the sponsor token file {} cannot be read", path.display())),
+                None => {
+                    token_problem = Some(format!(
+                        "the sponsor token file {} cannot be read",
+                        path.display()
+                    ))
+                }
             }
         }
 
-        let claims = verified.as_ref().map(|(v, _)| (v.evidence.issuer.as_str(), &v.claims));
+        let claims = verified
+            .as_ref()
+            .map(|(v, _)| (v.evidence.issuer.as_str(), &v.claims));
         let correlation = correlation::resolve(claims, headers, &self.configured, &self.ci);
         let sponsor = match verified {
             Some((v, source)) => Sponsor {
@@ -148,14 +164,22 @@ impl Identity {
             },
             None => self.weaker_sponsor(headers),
         };
-        let known = Resolved { sponsor, correlation };
+        let known = Resolved {
+            sponsor,
+            correlation,
+        };
         let assurance = SponsorAssurance::try_from(known.sponsor.assurance).unwrap_or_default();
-        let presented_bad_token = token_problem.is_some() && headers.contains_key(HEADER_SPONSOR_TOKEN);
+        let presented_bad_token =
+            token_problem.is_some() && headers.contains_key(HEADER_SPONSOR_TOKEN);
         let refusal = match self.policy.require {
             Require::None => None,
             _ if presented_bad_token => token_problem.clone(),
-            Require::Any if assurance == SponsorAssurance::None => Some(self.missing_any(token_problem.as_deref())),
-            Require::Oidc if assurance != SponsorAssurance::Oidc => Some(self.missing_oidc(assurance, token_problem.as_deref())),
+            Require::Any if assurance == SponsorAssurance::None => {
+                Some(self.missing_any(token_problem.as_deref()))
+            }
+            Require::Oidc if assurance != SponsorAssurance::Oidc => {
+                Some(self.missing_oidc(assurance, token_problem.as_deref()))
+            }
             _ => None,
         };
         match refusal {
@@ -166,13 +190,19 @@ impl Identity {
 
     async fn verify(&self, token: &str) -> Result<oidc::Verified, String> {
         if !self.verifier.has_issuers() {
-            return Err("no trusted issuers are configured ([[sponsor.issuer]] or --oidc-issuer)".into());
+            return Err(
+                "no trusted issuers are configured ([[sponsor.issuer]] or --oidc-issuer)".into(),
+            );
         }
         self.verifier.verify(token).await.map_err(|e| e.to_string())
     }
 
     fn weaker_sponsor(&self, headers: &HeaderMap) -> Sponsor {
-        let from_file = self.policy.static_file.as_ref().and_then(|p| self.read_file(p).map(|v| (v, p)));
+        let from_file = self
+            .policy
+            .static_file
+            .as_ref()
+            .and_then(|p| self.read_file(p).map(|v| (v, p)));
         if let Some((id, path)) = from_file {
             return Sponsor {
                 id,
@@ -214,7 +244,9 @@ impl Identity {
         } else {
             self.issuers.join(", ")
         };
-        format!("an OIDC token from a trusted issuer ({issuers}) in --sponsor-token-file or the Sidetrace-Sponsor-Token header")
+        format!(
+            "an OIDC token from a trusted issuer ({issuers}) in --sponsor-token-file or the Sidetrace-Sponsor-Token header"
+        )
     }
 
     fn missing_any(&self, problem: Option<&str>) -> String {

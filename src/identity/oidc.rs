@@ -29,13 +29,16 @@ use crate::record::{SponsorEvidence, Timestamp, digest_of};
 
 /// Keys are re-fetched at least this often...
 const JWKS_TTL: Duration = Duration::from_secs(15 * 60);
-/// ...and at most this often, even for unknown key ids.
-const MIN_REFRESH: Duration = Duration::from_secs(10);
+/// ...and at most this often, even for unknown key ids (rotation is picked
+/// up within this; a flood of made-up key ids costs one fetch per interval).
+const MIN_REFRESH: Duration = Duration::from_secs(2);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CACHED_TOKENS: usize = 10_000;
 
 /// Algorithms accepted unless an issuer says otherwise: asymmetric only.
-pub const DEFAULT_ALGORITHMS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+pub const DEFAULT_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// One trusted issuer.
 #[derive(Debug, Clone)]
@@ -68,9 +71,27 @@ impl IssuerConfig {
 
 /// Claims worth keeping on the execution, from the CI systems' tokens.
 const KEPT_CLAIMS: &[&str] = &[
-    "project_path", "namespace_path", "repository", "repository_owner", "ref", "ref_type", "sha",
-    "pipeline_id", "pipeline_source", "job_id", "run_id", "run_attempt", "workflow", "job_workflow_ref",
-    "head_ref", "base_ref", "event_name", "environment", "user_login", "user_email", "actor",
+    "project_path",
+    "namespace_path",
+    "repository",
+    "repository_owner",
+    "ref",
+    "ref_type",
+    "sha",
+    "pipeline_id",
+    "pipeline_source",
+    "job_id",
+    "run_id",
+    "run_attempt",
+    "workflow",
+    "job_workflow_ref",
+    "head_ref",
+    "base_ref",
+    "event_name",
+    "environment",
+    "user_login",
+    "user_email",
+    "actor",
 ];
 
 /// A verified token.
@@ -116,7 +137,10 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(issuers: Vec<IssuerConfig>, leeway: Duration) -> Result<Self, crate::tls::TlsSetupError> {
+    pub fn new(
+        issuers: Vec<IssuerConfig>,
+        leeway: Duration,
+    ) -> Result<Self, crate::tls::TlsSetupError> {
         let clients = issuers
             .iter()
             .map(|i| {
@@ -150,7 +174,8 @@ impl Verifier {
         if let Some(v) = self.cached(&digest) {
             return Ok(v);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         let (index, issuer) = self.issuer_of(token)?;
         if !issuer.algorithms.contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
@@ -158,7 +183,9 @@ impl Verifier {
         let kid = header.kid.clone().unwrap_or_default();
         let (key, jwks_uri) = self.key(index, &kid).await?;
         let mut validation = Validation::new(header.alg);
-        validation.algorithms = issuer.algorithms.clone();
+        // The header's algorithm is on the allow-list (checked above); jsonwebtoken wants
+        // only algorithms of the key's family here.
+        validation.algorithms = vec![header.alg];
         validation.set_issuer(&[&issuer.issuer]);
         validation.set_audience(&issuer.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -179,14 +206,17 @@ impl Verifier {
             })
             .ok_or_else(|| TokenError::NoSponsorClaim(issuer.sponsor_claims.join(", ")))?;
         let time = |name: &str| {
-            claims
-                .get(name)
-                .and_then(Value::as_u64)
-                .map(|s| Timestamp { seconds: s as i64, nanos: 0 })
+            claims.get(name).and_then(Value::as_u64).map(|s| Timestamp {
+                seconds: s as i64,
+                nanos: 0,
+            })
         };
         let audience = match claims.get("aud") {
             Some(Value::String(a)) => vec![a.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => Vec::new(),
         };
         let kept = KEPT_CLAIMS
@@ -205,7 +235,11 @@ impl Verifier {
             sponsor,
             evidence: SponsorEvidence {
                 issuer: issuer.issuer.clone(),
-                subject: claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                subject: claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 audience,
                 key_id: kid,
                 algorithm: format!("{:?}", header.alg),
@@ -246,13 +280,19 @@ impl Verifier {
     /// The trusted issuer a token claims to be from (unverified until the signature checks).
     fn issuer_of(&self, token: &str) -> Result<(usize, &IssuerConfig), TokenError> {
         use base64::Engine as _;
-        let payload = token.split('.').nth(1).ok_or_else(|| TokenError::Malformed("no payload".into()))?;
+        let payload = token
+            .split('.')
+            .nth(1)
+            .ok_or_else(|| TokenError::Malformed("no payload".into()))?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .map_err(|e| TokenError::Malformed(e.to_string()))?;
         let claims: Map<String, Value> =
             serde_json::from_slice(&bytes).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+        let iss = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         self.issuers
             .iter()
             .enumerate()
@@ -264,9 +304,10 @@ impl Verifier {
     async fn key(&self, index: usize, kid: &str) -> Result<(DecodingKey, String), TokenError> {
         let issuer = &self.issuers[index];
         let mut keys = self.keys.lock().await;
-        let stale = keys
-            .get(&issuer.issuer)
-            .is_none_or(|k| k.fetched.elapsed() > JWKS_TTL || (find(&k.set, kid).is_none() && k.fetched.elapsed() > MIN_REFRESH));
+        let stale = keys.get(&issuer.issuer).is_none_or(|k| {
+            k.fetched.elapsed() > JWKS_TTL
+                || (find(&k.set, kid).is_none() && k.fetched.elapsed() > MIN_REFRESH)
+        });
         if stale {
             match self.fetch(index).await {
                 Ok(fresh) => {
@@ -274,12 +315,15 @@ impl Verifier {
                 }
                 // Keep using what we had if the issuer is briefly unreachable.
                 Err(e) if !keys.contains_key(&issuer.issuer) => return Err(e),
-                Err(e) => tracing::warn!(issuer = %issuer.issuer, error = %e, "could not refresh the issuer's keys; using the cached ones"),
+                Err(e) => {
+                    tracing::warn!(issuer = %issuer.issuer, error = %e, "could not refresh the issuer's keys; using the cached ones")
+                }
             }
         }
         let cached = keys.get(&issuer.issuer).expect("fetched or returned above");
         let jwk = find(&cached.set, kid).ok_or_else(|| TokenError::UnknownKey(kid.to_owned()))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| TokenError::Invalid(format!("key {kid:?}: {e}")))?;
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| TokenError::Invalid(format!("key {kid:?}: {e}")))?;
         Ok((key, cached.jwks_uri.clone()))
     }
 
@@ -288,7 +332,10 @@ impl Verifier {
         let jwks_uri = match &issuer.jwks_uri {
             Some(u) => u.clone(),
             None => {
-                let url = format!("{}/.well-known/openid-configuration", issuer.issuer.trim_end_matches('/'));
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.issuer.trim_end_matches('/')
+                );
                 let doc = self.get_json(index, &url).await?;
                 doc.get("jwks_uri")
                     .and_then(Value::as_str)
@@ -308,7 +355,9 @@ impl Verifier {
 
     async fn get_json(&self, index: usize, url: &str) -> Result<Value, TokenError> {
         let err = |e: String| TokenError::Jwks(format!("{url}: {e}"));
-        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| err(e.to_string()))?;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| err(e.to_string()))?;
         let req = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
             .body(Empty::new())
@@ -342,7 +391,9 @@ pub fn algorithm(name: &str) -> Result<Algorithm, String> {
         .parse()
         .map_err(|_| format!("unknown algorithm {name:?}"))?;
     if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-        return Err(format!("{name} uses a shared secret; only public-key algorithms can be verified against a JWKS"));
+        return Err(format!(
+            "{name} uses a shared secret; only public-key algorithms can be verified against a JWKS"
+        ));
     }
     Ok(alg)
 }

@@ -47,6 +47,7 @@ pub fn respond(
 fn anthropic_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "invalid_request_error",
+        403 => "permission_error",
         404 => "not_found_error",
         504 => "timeout_error",
         _ => "api_error",

@@ -149,7 +149,10 @@ pub async fn handle(
         Err(refusal) => (refusal.known, Some(refusal.message)),
     };
     let (context, opened, refusal) =
-        match state.executions.resolve(&parts.headers, start, identity.clone()) {
+        match state
+            .executions
+            .resolve(&parts.headers, start, identity.clone())
+        {
             Ok((ctx, opened)) => (ctx, opened, None),
             Err(e) => {
                 let (ctx, opened) =

@@ -87,14 +87,27 @@ impl Server {
             .local_addr()
             .map_err(|e| StartError::Bind(config.listen, e))?;
         let fingerprinter = Fingerprinter::new(journal.fingerprint_key());
-        let exporter = Exporter::start(&config.export, config.redact_secrets, &journal, metrics.clone())?;
+        let exporter = Exporter::start(
+            &config.export,
+            config.redact_secrets,
+            &journal,
+            metrics.clone(),
+        )?;
         let write_ahead = journal.durability() == crate::journal::Durability::WriteAhead;
         let journal_health = journal.health().clone();
-        let verifier = crate::identity::oidc::Verifier::new(config.identity.issuers.clone(), config.identity.leeway)?;
+        let verifier = crate::identity::oidc::Verifier::new(
+            config.identity.issuers.clone(),
+            config.identity.leeway,
+        )?;
         let identity = crate::identity::Identity::new(
             config.identity.policy.clone(),
             verifier,
-            config.identity.issuers.iter().map(|i| i.issuer.clone()).collect(),
+            config
+                .identity
+                .issuers
+                .iter()
+                .map(|i| i.issuer.clone())
+                .collect(),
             config.identity.configured.clone(),
             config.identity.ci.clone(),
         );

@@ -302,7 +302,8 @@ mod tests {
     }
 
     fn resolve(r: &ExecutionRegistry, h: &HeaderMap) -> (RequestContext, Option<Execution>) {
-        r.resolve(h, SystemTime::now(), Resolved::default()).unwrap()
+        r.resolve(h, SystemTime::now(), Resolved::default())
+            .unwrap()
     }
 
     #[test]
@@ -313,11 +314,17 @@ mod tests {
         });
         let mut h = HeaderMap::new();
         h.insert("x-claude-code-session-id", "0b7e-session".parse().unwrap());
-        h.insert("user-agent", "claude-cli/2.1.332 (external, cli)".parse().unwrap());
+        h.insert(
+            "user-agent",
+            "claude-cli/2.1.332 (external, cli)".parse().unwrap(),
+        );
         let (ctx, _) = resolve(&r, &h);
         assert_eq!(ctx.execution_id, "flag-exec");
         assert_eq!(ctx.session.as_ref().unwrap().id, "0b7e-session");
-        assert_eq!((ctx.agent.name.as_str(), ctx.agent.version.as_str()), ("claude-cli", "2.1.332"));
+        assert_eq!(
+            (ctx.agent.name.as_str(), ctx.agent.version.as_str()),
+            ("claude-cli", "2.1.332")
+        );
         h.insert(HEADER_EXECUTION_ID, "hdr-exec".parse().unwrap());
         let (ctx, opened) = resolve(&r, &h);
         assert_eq!(ctx.execution_id, "hdr-exec");
@@ -332,8 +339,15 @@ mod tests {
         let (cb, _) = resolve(&r, &b);
         let (cn, _) = resolve(&r, &HeaderMap::new());
         assert_eq!(ca.execution_id, "sess-a");
-        assert_eq!(oa.unwrap().id_source, ExecutionIdSource::AgentSession as i32);
-        assert!(cb.execution_id.starts_with("session-"), "{}", cb.execution_id);
+        assert_eq!(
+            oa.unwrap().id_source,
+            ExecutionIdSource::AgentSession as i32
+        );
+        assert!(
+            cb.execution_id.starts_with("session-"),
+            "{}",
+            cb.execution_id
+        );
         assert_eq!(cn.execution_id, r.default_execution_id());
         assert_eq!(r.open_executions().len(), 3);
     }
@@ -357,7 +371,11 @@ mod tests {
         resolve(&r, &h);
         resolve(&r, &HeaderMap::new());
         assert!(r.take_idle(Duration::from_secs(3600)).is_empty());
-        assert_eq!(r.take_idle(Duration::ZERO), vec!["s1".to_owned()], "the run's own execution does not idle out");
+        assert_eq!(
+            r.take_idle(Duration::ZERO),
+            vec!["s1".to_owned()],
+            "the run's own execution does not idle out"
+        );
         let (_, reopened) = resolve(&r, &h);
         assert!(reopened.is_some());
     }
@@ -367,7 +385,9 @@ mod tests {
         let r = registry(ExecutionDefaults::default());
         let mut h = HeaderMap::new();
         h.insert(HEADER_EXECUTION_ID, "has space".parse().unwrap());
-        let err = r.resolve(&h, SystemTime::now(), Resolved::default()).unwrap_err();
+        let err = r
+            .resolve(&h, SystemTime::now(), Resolved::default())
+            .unwrap_err();
         assert!(err.0.contains("sidetrace-execution-id"));
     }
 }

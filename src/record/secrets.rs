@@ -19,13 +19,19 @@ const SHAPES: &[(&str, &str)] = &[
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
     ),
     ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
-    ("openai-key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
+    (
+        "openai-key",
+        r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
+    ),
     ("aws-access-key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
     (
         "aws-secret-key",
         r#"(?i)(aws_?secret_?access_?key["'\s:=]+)([A-Za-z0-9/+=]{40})"#,
     ),
-    ("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
+    (
+        "github-token",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
+    ),
     ("gitlab-token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
     ("slack-token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
     ("google-api-key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
@@ -47,7 +53,12 @@ const SHAPES: &[(&str, &str)] = &[
 static PATTERNS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     SHAPES
         .iter()
-        .map(|(name, p)| (*name, Regex::new(p).expect("built-in secret patterns are valid")))
+        .map(|(name, p)| {
+            (
+                *name,
+                Regex::new(p).expect("built-in secret patterns are valid"),
+            )
+        })
         .collect()
 });
 
@@ -69,7 +80,9 @@ pub fn scrub_counted(text: &str) -> Scrubbed<'_> {
             .replace_all(&out, |c: &Captures<'_>| {
                 found.push(*kind);
                 match (c.get(1), c.get(2)) {
-                    (Some(name), Some(value)) => format!("{}{}", name.as_str(), marker(kind, value.as_str())),
+                    (Some(name), Some(value)) => {
+                        format!("{}{}", name.as_str(), marker(kind, value.as_str()))
+                    }
                     _ => marker(kind, &c[0]),
                 }
             })
@@ -100,22 +113,50 @@ mod tests {
                     eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N and \
                     DB_PASSWORD=hunter2hunter2 and \"api_key\": \"abc123def456\"";
         let s = scrub_counted(text);
-        for secret in ["sk-ant-api03", "AKIAIOSFODNN7EXAMPLE", "ghp_0123", "glpat-", "MIIE", "eyJzdWIi", "hunter2", "abc123def456"] {
+        for secret in [
+            "sk-ant-api03",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ghp_0123",
+            "glpat-",
+            "MIIE",
+            "eyJzdWIi",
+            "hunter2",
+            "abc123def456",
+        ] {
             assert!(!s.text.contains(secret), "{secret} survived: {}", s.text);
         }
         let mut kinds = s.found.clone();
         kinds.sort_unstable();
         assert_eq!(
             kinds,
-            ["anthropic-key", "assignment", "assignment", "aws-access-key", "github-token", "gitlab-token", "jwt", "private-key"]
+            [
+                "anthropic-key",
+                "assignment",
+                "assignment",
+                "aws-access-key",
+                "github-token",
+                "gitlab-token",
+                "jwt",
+                "private-key"
+            ]
         );
-        assert!(s.text.contains("DB_PASSWORD=[REDACTED:assignment:"), "{}", s.text);
-        let marker = format!("[REDACTED:aws-access-key:{}]", hex::encode(&Sha256::digest(b"AKIAIOSFODNN7EXAMPLE")[..4]));
+        assert!(
+            s.text.contains("DB_PASSWORD=[REDACTED:assignment:"),
+            "{}",
+            s.text
+        );
+        let marker = format!(
+            "[REDACTED:aws-access-key:{}]",
+            hex::encode(&Sha256::digest(b"AKIAIOSFODNN7EXAMPLE")[..4])
+        );
         assert!(s.text.contains(&marker), "{}", s.text);
         // Idempotent: scrubbing again changes nothing.
         let again = scrub_counted(&s.text);
         assert!(again.found.is_empty(), "{:?}", again.found);
-        assert!(matches!(scrub("fn main() { println!(\"hi\"); }"), Cow::Borrowed(_)));
+        assert!(matches!(
+            scrub("fn main() { println!(\"hi\"); }"),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(scrub("sk-short password: x"), "sk-short password: x");
     }
 }

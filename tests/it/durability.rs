@@ -12,8 +12,8 @@ use bytes::Bytes;
 use rusqlite::Connection;
 use serde_json::json;
 use sidetrace::record::{CompletionStatus, part::Kind};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::common::binary::RunningProxy;
 use crate::common::mock::{Mock, Reply};
 use crate::common::*;
 
@@ -235,37 +235,8 @@ fn verify_cli(journal: &Path) -> (i32, String) {
 
 /// Starts the binary; returns it and its listen address.
 async fn start_binary(args: &[&str]) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "--log-format",
-            "json",
-            "proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .env("SIDETRACE_SPONSOR_REQUIRE", "none")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(HANG, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("sidetrace started");
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-            && v["message"] == "sidetrace proxy listening"
-        {
-            break v["listen"].as_str().unwrap().to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let proxy = RunningProxy::start(args).await;
+    (proxy.child, proxy.addr)
 }
 
 async fn sigkill_mid_stream(durability: &str) {

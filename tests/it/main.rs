@@ -13,4 +13,5 @@ mod linking;
 mod passthrough;
 mod sdk_anthropic;
 mod sdk_openai;
+mod sponsor;
 mod storage;

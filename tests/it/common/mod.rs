@@ -1,7 +1,9 @@
 //! Shared test helpers: an in-process proxy on port 0, the mock upstream,
 //! the journal as a test reads it, the Python SDK clients, and raw HTTP.
 
+pub mod binary;
 pub mod mock;
+pub mod oidc;
 pub mod otlp;
 pub mod scripted;
 pub mod tls;
