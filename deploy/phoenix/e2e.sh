@@ -219,7 +219,7 @@ start_phoenix() { # start_phoenix ATTEMPT: 0 when healthy, 1 when its ports were
   t=$SECONDS
   # Healthy = our Phoenix process answers /healthz (not some other server that
   # happens to sit on the port).
-  until [[ $(curl -s -o /dev/null -w '%{http_code}' "$PHX_URL/healthz" 2>/dev/null) == 200 ]] &&
+  until [[ $(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$PHX_URL/healthz" 2>/dev/null) == 200 ]] &&
     { ! command -v ss >/dev/null || listeners "$PHX_PID" | grep -q -E ":$PHX_PORT\$"; }; do
     if ! kill -0 "$PHX_PID" 2>/dev/null; then
       wait "$PHX_PID" 2>/dev/null || true

@@ -230,6 +230,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let journal = config.journal.path.display().to_string();
         let durability = format!("{:?}", config.journal.durability).to_lowercase();
+        let shutdown = shutdown_signal()?;
         let server = Server::bind(config).await?;
         tracing::info!(
             listen = %server.local_addr(),
@@ -240,24 +241,22 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             routes = %routes.join(", "),
             "sidetrace proxy listening"
         );
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed
+/// when this is called, not when the future is first polled: a signal sent
+/// right after sidetrace says it is listening must not kill it outright.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT will stop sidetrace");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    })
 }

@@ -17,6 +17,7 @@ pub mod reader;
 pub mod schema;
 pub mod verify;
 mod writer;
+mod writers;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -24,6 +24,7 @@ use crate::record::{Blob, ChainBreak, Gap, Timestamp, journal_entry::Payload};
 
 use super::append::Appender;
 use super::schema::{self, Durability};
+use super::writers;
 use super::{JournalError, JournalHealth};
 
 /// At most this many commands go into one transaction.
@@ -67,6 +68,8 @@ pub struct Writer {
     health: Arc<JournalHealth>,
     /// The last committed seq, for readers that follow the journal (export).
     committed: tokio::sync::watch::Sender<u64>,
+    /// This process's entry among the journal's writers.
+    registration: Option<String>,
 }
 
 impl Writer {
@@ -87,6 +90,7 @@ impl Writer {
             metrics,
             health,
             committed: tokio::sync::watch::Sender::new(0),
+            registration: None,
         };
         w.open_file()?;
         if w.pending_break.is_some() {
@@ -108,13 +112,13 @@ impl Writer {
 
     fn open_file(&mut self) -> Result<(), JournalError> {
         let path = &self.setup.path;
-        let conn = schema::open_for_writing(path, self.setup.durability, self.setup.max_size)?;
+        let mut conn = schema::open_for_writing(path, self.setup.durability, self.setup.max_size)?;
         let sq = |e| JournalError::sqlite(path, e);
         let journal_id = schema::get_meta(&conn, "journal_id")
             .map_err(sq)?
             .unwrap_or_default();
-        let state = schema::get_meta(&conn, "writer_state").map_err(sq)?;
-        if state.as_deref() == Some("open") && self.pending_break.is_none() {
+        let (registration, dead) = writers::register(&mut conn).map_err(sq)?;
+        if !dead.is_empty() && self.pending_break.is_none() {
             let last_seq: i64 = conn
                 .query_row("SELECT COALESCE(MAX(seq), 0) FROM entries", [], |r| {
                     r.get(0)
@@ -127,19 +131,32 @@ impl Writer {
                     |r| r.get(0),
                 )
                 .map_err(sq)?;
+            let pids: Vec<String> = dead
+                .iter()
+                .filter(|d| d.pid != 0)
+                .map(|d| d.pid.to_string())
+                .collect();
             tracing::warn!(
                 last_seq,
+                writers = %pids.join(","),
                 "the journal was not closed cleanly (sidetrace was killed or crashed); recording a chain break"
             );
+            let who = if pids.is_empty() {
+                "sidetrace".to_owned()
+            } else {
+                format!("sidetrace (pid {})", pids.join(", "))
+            };
             self.pending_break = Some(ChainBreak {
-                reason: "sidetrace did not shut down cleanly (killed or crashed): records that were in flight or not yet committed at that moment are missing".into(),
+                reason: format!(
+                    "{who} did not shut down cleanly (killed or crashed): records that were in flight or not yet committed at that moment are missing"
+                ),
                 last_seq: last_seq as u64,
                 last_checkpoint_seq: last_checkpoint as u64,
             });
         }
+        self.registration = Some(registration);
         let public = hex::encode(self.setup.key.verifying_key().as_bytes());
         schema::set_meta(&conn, "public_key", &public).map_err(sq)?;
-        schema::set_meta(&conn, "writer_state", "open").map_err(sq)?;
         self.identity = file_identity(path);
         self.journal_id = journal_id;
         self.conn = Some(conn);
@@ -334,7 +351,9 @@ impl Writer {
             self.write(Vec::new(), Some("shutdown".into()));
         }
         if let Some(conn) = &self.conn {
-            if let Err(e) = schema::set_meta(conn, "writer_state", "closed") {
+            if let Some(me) = &self.registration
+                && let Err(e) = writers::unregister(conn, me)
+            {
                 tracing::warn!(error = %e, "could not mark the journal closed; the next start will record a chain break");
             }
             if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {

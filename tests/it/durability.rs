@@ -302,16 +302,10 @@ async fn sigkill_mid_stream(durability: &str) {
     let completed = completed.lock().unwrap().clone();
 
     // Restart on the same journal, then stop cleanly.
-    let (mut child, _) = start_binary(&args).await;
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(child.wait().await.unwrap().success());
+    let restarted = RunningProxy::start(&args).await;
+    restarted.terminate();
+    let (code, log) = restarted.wait().await;
+    assert_eq!(code, 0, "{log:#?}");
 
     let (code, text) = verify_cli(&journal);
     assert_eq!(code, 0, "{durability}: {text}");
