@@ -108,7 +108,7 @@ impl StreamAssembler {
             Api::ChatCompletions => Some(Self::Chat(Default::default())),
             Api::Responses => Some(Self::Responses(Default::default())),
             Api::Messages => Some(Self::Messages(Default::default())),
-            Api::Other | Api::Unspecified => None,
+            Api::Other | Api::Unspecified | Api::Mcp => None,
         }
     }
 
@@ -157,7 +157,7 @@ pub fn parse_request(api: Api, body: Value) -> Result<ParsedRequest, String> {
         Api::ChatCompletions => openai_chat::parse_request(map),
         Api::Responses => openai_responses::parse_request(map),
         Api::Messages => anthropic::parse_request(map),
-        Api::Other | Api::Unspecified => Err("not a model API request".into()),
+        Api::Other | Api::Unspecified | Api::Mcp => Err("not a model API request".into()),
     }
 }
 
@@ -170,7 +170,7 @@ pub fn parse_response(api: Api, body: &Value) -> Result<ParsedResponse, String> 
         Api::ChatCompletions => openai_chat::parse_response(body),
         Api::Responses => openai_responses::parse_response(body),
         Api::Messages => anthropic::parse_response(body),
-        Api::Other | Api::Unspecified => return Err("not a model API response".into()),
+        Api::Other | Api::Unspecified | Api::Mcp => return Err("not a model API response".into()),
     })
 }
 
@@ -179,7 +179,7 @@ pub fn normalize_message(api: Api, message: &Value) -> Message {
         Api::ChatCompletions => openai_chat::normalize_message(message),
         Api::Responses => openai_responses::normalize_item(message),
         Api::Messages => anthropic::normalize_message(message),
-        Api::Other | Api::Unspecified => Message::default(),
+        Api::Other | Api::Unspecified | Api::Mcp => Message::default(),
     }
 }
 

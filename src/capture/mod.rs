@@ -10,6 +10,7 @@ pub mod context;
 pub mod decode;
 pub mod exchange;
 pub mod linking;
+pub mod mcp;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod parts;

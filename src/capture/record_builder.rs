@@ -3,13 +3,12 @@
 //! parse raw (and says why), and — unless disabled — replaces secrets in
 //! everything it stores, counting them.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
 use crate::record::{
     Api, Blob, Body, CaptureIssue, HttpExchange, Interaction, Message, json_to_struct, secrets,
 };
+use secrets::Cleaner;
 
 use super::api::{self, ParsedRequest, ParsedResponse, StreamAssembler};
 use super::body::BodyCapture;
@@ -20,7 +19,7 @@ use super::sse::SseDecoder;
 pub(super) struct Builder<'a> {
     blobs: Vec<Blob>,
     issues: Vec<CaptureIssue>,
-    redactions: HashMap<String, u32>,
+    cleaner: Cleaner,
     meta: &'a RequestMeta,
 }
 
@@ -29,7 +28,7 @@ impl<'a> Builder<'a> {
         Self {
             blobs: Vec::new(),
             issues: Vec::new(),
-            redactions: HashMap::new(),
+            cleaner: Cleaner::new(meta.redact),
             meta,
         }
     }
@@ -37,7 +36,7 @@ impl<'a> Builder<'a> {
     /// Records the issues and redactions on `it`; returns the blobs to store.
     pub(super) fn finish(self, it: &mut Interaction) -> Vec<Blob> {
         it.capture_issues.extend(self.issues);
-        it.redactions.extend(self.redactions);
+        it.redactions.extend(self.cleaner.into_counts());
         if let Some(http) = it.http.as_mut() {
             for h in &mut http.request_headers {
                 if let std::borrow::Cow::Owned(clean) = secrets::scrub(&h.value) {
@@ -50,29 +49,17 @@ impl<'a> Builder<'a> {
 
     /// Text as it may be stored: secrets replaced (and counted) unless disabled.
     pub(super) fn clean(&mut self, text: &str) -> String {
-        if !self.meta.redact {
-            return text.to_owned();
-        }
-        let s = secrets::scrub_counted(text);
-        for kind in s.found {
-            *self.redactions.entry(kind.to_owned()).or_default() += 1;
-        }
-        s.text.into_owned()
+        self.cleaner.clean(text)
     }
 
-    /// JSON as it may be stored (secrets replaced inside string values).
     fn clean_json(&mut self, value: &Value) -> Vec<u8> {
-        let text = serde_json::to_string(value).unwrap_or_default();
-        self.clean(&text).into_bytes()
+        self.cleaner.clean_json(value)
     }
 
-    /// Raw bytes as they may be stored: text is cleaned, binary kept.
     fn clean_bytes(&mut self, data: Vec<u8>) -> Vec<u8> {
-        match String::from_utf8(data) {
-            Ok(text) => self.clean(&text).into_bytes(),
-            Err(e) => e.into_bytes(),
-        }
+        self.cleaner.clean_bytes(data)
     }
+
     pub(super) fn issue(&mut self, kind: &str, detail: impl Into<String>) {
         self.issues.push(CaptureIssue {
             kind: kind.to_owned(),

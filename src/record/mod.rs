@@ -110,6 +110,7 @@ impl Api {
             Api::Responses => "responses",
             Api::Messages => "messages",
             Api::Other => "other",
+            Api::Mcp => "mcp",
             Api::Unspecified => "unknown",
         }
     }

@@ -96,6 +96,52 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     scrub_counted(text).text
 }
 
+/// Cleans text for storage, counting what it replaced, when redaction is on.
+#[derive(Debug, Default)]
+pub struct Cleaner {
+    redact: bool,
+    counts: std::collections::HashMap<String, u32>,
+}
+
+impl Cleaner {
+    pub fn new(redact: bool) -> Self {
+        Self {
+            redact,
+            counts: Default::default(),
+        }
+    }
+
+    pub fn clean(&mut self, text: &str) -> String {
+        if !self.redact {
+            return text.to_owned();
+        }
+        let s = scrub_counted(text);
+        for kind in s.found {
+            *self.counts.entry(kind.to_owned()).or_default() += 1;
+        }
+        s.text.into_owned()
+    }
+
+    /// JSON as it may be stored (secrets replaced inside string values).
+    pub fn clean_json(&mut self, value: &serde_json::Value) -> Vec<u8> {
+        let text = serde_json::to_string(value).unwrap_or_default();
+        self.clean(&text).into_bytes()
+    }
+
+    /// Raw bytes as they may be stored: text is cleaned, binary kept.
+    pub fn clean_bytes(&mut self, data: Vec<u8>) -> Vec<u8> {
+        match String::from_utf8(data) {
+            Ok(text) => self.clean(&text).into_bytes(),
+            Err(e) => e.into_bytes(),
+        }
+    }
+
+    /// Replacements made, by kind.
+    pub fn into_counts(self) -> std::collections::HashMap<String, u32> {
+        self.counts
+    }
+}
+
 fn marker(kind: &str, secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     format!("[REDACTED:{kind}:{}]", hex::encode(&digest[..4]))

@@ -1,0 +1,556 @@
+//! One finished MCP exchange (or notification, orphan response, malformed
+//! message) as an `Interaction`. Params and results are stored by digest
+//! with secrets replaced; what auditors ask about first is lifted into
+//! fields: the tool and its arguments, `isError`, resource URIs and content
+//! digests (as context references), tool definitions, the peers.
+
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::record::secrets::Cleaner;
+use crate::record::{
+    Api, Blob, CaptureIssue, Completion, CompletionStatus, ContextRef, Interaction, McpError,
+    McpExchange, McpPeer, Timing, ToolDefinition, duration, timestamp,
+};
+
+use super::message::RpcError;
+use super::pairing::{Finished, Request, Seen};
+use super::{Origin, Peer, SessionInfo, is_known_method};
+
+/// Longest error text lifted from a tool result into `error_message`.
+const MAX_ERROR_TEXT: usize = 1024;
+
+/// Builds the record of `f`; returns it with the blobs it refers to.
+pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
+    let mut b = Builder {
+        cleaner: Cleaner::new(redact),
+        blobs: Vec::new(),
+        it: Interaction {
+            id: uuid::Uuid::now_v7().to_string(),
+            api: Api::Mcp as i32,
+            ..Default::default()
+        },
+        mcp: McpExchange::default(),
+    };
+    match f {
+        Finished::Exchange {
+            initiator,
+            request,
+            response,
+            unanswered,
+            session,
+        } => {
+            b.start(&request.seen, &session);
+            b.mcp.initiator = initiator.name().into();
+            b.request(&request);
+            match response {
+                Some((seen, outcome)) => {
+                    b.mcp.response_size = seen.size;
+                    b.end(seen.at, CompletionStatus::Complete, "");
+                    b.outcome(&request, outcome);
+                }
+                None => {
+                    let why = unanswered.unwrap_or_else(|| "no response".into());
+                    b.end(
+                        SystemTime::now(),
+                        CompletionStatus::UpstreamIncomplete,
+                        &why,
+                    );
+                    b.mcp.unanswered = why;
+                }
+            }
+        }
+        Finished::Notification {
+            from,
+            method,
+            params,
+            seen,
+            related,
+            session,
+        } => {
+            b.start(&seen, &session);
+            b.mcp.initiator = from.name().into();
+            b.mcp.notification = true;
+            b.mcp.unknown_method = !is_known_method(&method);
+            b.mcp.method = method;
+            b.mcp.request_size = seen.size;
+            b.mcp.batched = seen.batched;
+            b.mcp.related_request_id = related.unwrap_or_default();
+            if let Some(p) = &params {
+                b.mcp.params_digest = b.store_json(p);
+            }
+            b.end(seen.at, CompletionStatus::Complete, "");
+        }
+        Finished::Orphan {
+            from,
+            id,
+            outcome,
+            seen,
+            session,
+        } => {
+            b.start(&seen, &session);
+            // The request it answers was sent by the other side.
+            b.mcp.initiator = from.other().name().into();
+            b.mcp.request_id = id;
+            b.mcp.orphan_response = true;
+            b.mcp.response_size = seen.size;
+            b.mcp.batched = seen.batched;
+            match outcome {
+                Ok(result) => b.mcp.result_digest = b.store_json(&result),
+                Err(e) => b.error(e),
+            }
+            b.issue(
+                "mcp_orphan_response",
+                "a response with no request to pair it with",
+            );
+            b.end(seen.at, CompletionStatus::Complete, "");
+        }
+        Finished::Malformed {
+            from,
+            reason,
+            raw,
+            digest,
+            oversized,
+            seen,
+            session,
+        } => {
+            b.start(&seen, &session);
+            b.mcp.initiator = from.name().into();
+            b.mcp.malformed = !oversized;
+            b.mcp.oversized = oversized;
+            b.mcp.request_size = seen.size;
+            b.mcp.message_digest = digest.unwrap_or_else(|| crate::record::digest_of(&raw));
+            let clean = b.cleaner.clean_bytes(raw.to_vec());
+            b.mcp.raw_digest = b.store(clean);
+            let kind = if oversized {
+                "mcp_oversized"
+            } else {
+                "mcp_malformed"
+            };
+            b.issue(kind, &reason);
+            b.end(seen.at, CompletionStatus::Complete, "");
+        }
+    }
+    b.finish()
+}
+
+struct Builder {
+    cleaner: Cleaner,
+    blobs: Vec<Blob>,
+    it: Interaction,
+    mcp: McpExchange,
+}
+
+impl Builder {
+    fn start(&mut self, seen: &Seen, session: &SessionInfo) {
+        let o: &Origin = &seen.origin;
+        self.it.execution_id = o.execution_id.clone();
+        self.it.sponsor = Some(o.sponsor.clone());
+        self.it.correlation = Some(o.correlation.clone());
+        self.it.agent = Some(o.agent.clone());
+        self.it.route = o.route.clone();
+        self.it.http = o.http.clone();
+        self.it.timing = Some(Timing {
+            start_time: Some(timestamp(seen.at)),
+            ..Default::default()
+        });
+        self.mcp.session_id = session.session_id.clone();
+        self.mcp.protocol_version = session.protocol_version.clone();
+        self.mcp.transport = session.transport.into();
+        self.mcp.server_name = match (&session.server_name, &session.server) {
+            (n, _) if !n.is_empty() => n.clone(),
+            (_, Some(p)) => p.name.clone(),
+            _ => String::new(),
+        };
+        self.mcp.client_info = session.client.as_ref().map(peer);
+        self.mcp.server_info = session.server.as_ref().map(peer);
+    }
+
+    fn end(&mut self, at: SystemTime, status: CompletionStatus, detail: &str) {
+        if let Some(t) = self.it.timing.as_mut() {
+            let start = t.start_time.as_ref().map(crate::record::system_time);
+            t.end_time = Some(timestamp(at));
+            t.response_time = t.end_time;
+            if let Some(d) = start.and_then(|s| at.duration_since(s).ok()) {
+                t.duration = Some(duration(d));
+            }
+        }
+        self.it.completion = Some(Completion {
+            status: status as i32,
+            detail: detail.to_owned(),
+        });
+    }
+
+    fn request(&mut self, r: &Request) {
+        self.mcp.method = r.method.clone();
+        self.mcp.unknown_method = !is_known_method(&r.method);
+        self.mcp.request_id = r.id.clone();
+        self.mcp.request_size = r.seen.size;
+        self.mcp.batched = r.seen.batched;
+        self.mcp.progress_notifications = r.progress;
+        let Some(params) = &r.params else { return };
+        self.mcp.params_digest = self.store_json(params);
+        if let Some(tp) = params
+            .get("_meta")
+            .and_then(|m| m.get("traceparent"))
+            .and_then(Value::as_str)
+        {
+            self.it.traceparent = tp.to_owned();
+        }
+        let text = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_owned);
+        match r.method.as_str() {
+            "tools/call" => {
+                self.mcp.tool_name = text("name").unwrap_or_default();
+                if let Some(args) = params.get("arguments") {
+                    let json = serde_json::to_string(args).unwrap_or_default();
+                    self.mcp.tool_arguments = self.cleaner.clean(&json);
+                }
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                self.mcp.resource_uri = text("uri").unwrap_or_default();
+            }
+            "prompts/get" => self.mcp.prompt_name = text("name").unwrap_or_default(),
+            _ => {}
+        }
+    }
+
+    fn outcome(&mut self, r: &Request, outcome: Result<Value, RpcError>) {
+        let result = match outcome {
+            Ok(v) => v,
+            Err(e) => return self.error(e),
+        };
+        self.mcp.result_digest = self.store_json(&result);
+        match r.method.as_str() {
+            "initialize" | "server/discover" => {
+                if let Some(c) = result.get("capabilities") {
+                    self.mcp.capabilities_digest = self.store_json(c);
+                }
+            }
+            "tools/list" => {
+                for tool in result
+                    .get("tools")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+                    let def = ToolDefinition {
+                        name: name.to_owned(),
+                        r#type: "mcp".into(),
+                        digest: self.store_json(tool),
+                    };
+                    self.it.tool_definitions.push(def);
+                }
+            }
+            "tools/call" => {
+                let content = result.get("content").and_then(Value::as_array);
+                self.mcp.tool_is_error =
+                    result.get("isError").and_then(Value::as_bool) == Some(true);
+                if self.mcp.tool_is_error {
+                    self.it.error_type = "tool_error".into();
+                    let text = content
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c.get("text").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    self.it.error_message = truncate(&self.cleaner.clean(&text), MAX_ERROR_TEXT);
+                }
+                // Resources a tool returned are context the model will see.
+                for item in content.into_iter().flatten() {
+                    match item.get("type").and_then(Value::as_str) {
+                        Some("resource") => {
+                            if let Some(res) = item.get("resource") {
+                                self.resource_ref(res, &r.method);
+                            }
+                        }
+                        Some("resource_link") => self.resource_link(item),
+                        _ => {}
+                    }
+                }
+            }
+            "resources/read" => {
+                for res in result
+                    .get("contents")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    self.resource_ref(res, &r.method);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn error(&mut self, e: RpcError) {
+        self.it.error_type = e.code.to_string();
+        self.it.error_message = self.cleaner.clean(&e.message);
+        self.mcp.error = Some(McpError {
+            code: e.code,
+            message: self.it.error_message.clone(),
+        });
+    }
+
+    /// A resource's contents (`text` or base64 `blob`) as a context reference.
+    fn resource_ref(&mut self, res: &Value, via: &str) {
+        let uri = res.get("uri").and_then(Value::as_str).unwrap_or_default();
+        let mime = res
+            .get("mimeType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let data = if let Some(text) = res.get("text").and_then(Value::as_str) {
+            self.cleaner.clean(text).into_bytes()
+        } else if let Some(b64) = res.get("blob").and_then(Value::as_str) {
+            match base64::engine::general_purpose::STANDARD.decode(b64) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    self.issue(
+                        "mcp_resource",
+                        &format!("resource {uri:?}: blob is not base64: {e}"),
+                    );
+                    b64.as_bytes().to_vec()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let size = data.len() as u64;
+        let digest = self.store(data);
+        self.it.context_refs.push(ContextRef {
+            kind: "mcp_resource".into(),
+            uri: uri.to_owned(),
+            digest,
+            size,
+            tool_name: if via == "tools/call" {
+                self.mcp.tool_name.clone()
+            } else {
+                String::new()
+            },
+            mime_type: mime.to_owned(),
+            ..Default::default()
+        });
+    }
+
+    /// A link to a resource the model was pointed at but not shown.
+    fn resource_link(&mut self, item: &Value) {
+        let uri = item.get("uri").and_then(Value::as_str).unwrap_or_default();
+        self.it.context_refs.push(ContextRef {
+            kind: "mcp_resource".into(),
+            uri: uri.to_owned(),
+            tool_name: self.mcp.tool_name.clone(),
+            mime_type: item
+                .get("mimeType")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            ..Default::default()
+        });
+    }
+
+    fn store_json(&mut self, v: &Value) -> String {
+        let bytes = self.cleaner.clean_json(v);
+        self.store(bytes)
+    }
+
+    fn store(&mut self, data: Vec<u8>) -> String {
+        let blob = Blob::new(data);
+        let digest = blob.digest.clone();
+        if !self.blobs.iter().any(|b| b.digest == digest) {
+            self.blobs.push(blob);
+        }
+        digest
+    }
+
+    fn issue(&mut self, kind: &str, detail: &str) {
+        self.it.capture_issues.push(CaptureIssue {
+            kind: kind.to_owned(),
+            detail: detail.to_owned(),
+        });
+    }
+
+    fn finish(mut self) -> (Interaction, Vec<Blob>) {
+        self.it.mcp = Some(self.mcp);
+        self.it.redactions.extend(self.cleaner.into_counts());
+        (self.it, self.blobs)
+    }
+}
+
+fn peer(p: &Peer) -> McpPeer {
+    McpPeer {
+        name: p.name.clone(),
+        version: p.version.clone(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::message::Side;
+    use super::super::pairing::{Arrival, Pairing};
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn run(lines: &[(Side, &str)]) -> Vec<(Interaction, Vec<Blob>)> {
+        let mut p = Pairing::new(
+            SessionInfo {
+                server_name: "files".into(),
+                transport: super::super::TRANSPORT_PIPE,
+                ..Default::default()
+            },
+            false,
+        );
+        let mut out = Vec::new();
+        for (side, text) in lines {
+            for f in p.observe(Arrival {
+                side: *side,
+                at: SystemTime::now(),
+                bytes: Bytes::copy_from_slice(text.as_bytes()),
+                size: text.len() as u64,
+                oversized: false,
+                digest: None,
+                origin: Arc::new(Origin {
+                    execution_id: "exec-1".into(),
+                    route: "stdio".into(),
+                    ..Default::default()
+                }),
+            }) {
+                out.push(build(f, true));
+            }
+        }
+        out
+    }
+
+    fn blob<'a>(blobs: &'a [Blob], digest: &str) -> &'a [u8] {
+        &blobs
+            .iter()
+            .find(|b| b.digest == digest)
+            .expect("blob stored")
+            .data
+    }
+
+    #[test]
+    fn tool_call_with_error_result() {
+        let out = run(&[
+            (
+                Side::Client,
+                r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"x.txt"}}}"#,
+            ),
+            (
+                Side::Server,
+                r#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"file not found: x.txt"}],"isError":true}}"#,
+            ),
+        ]);
+        let (it, blobs) = &out[0];
+        let m = it.mcp.as_ref().unwrap();
+        assert_eq!(
+            (
+                m.method.as_str(),
+                m.request_id.as_str(),
+                m.tool_name.as_str()
+            ),
+            ("tools/call", "3", "read_file")
+        );
+        assert_eq!(m.tool_arguments, r#"{"path":"x.txt"}"#);
+        assert!(m.tool_is_error);
+        assert_eq!(it.error_type, "tool_error");
+        assert_eq!(it.error_message, "file not found: x.txt");
+        assert_eq!(
+            (
+                m.server_name.as_str(),
+                m.transport.as_str(),
+                m.initiator.as_str()
+            ),
+            ("files", "pipe", "client")
+        );
+        assert!(blob(blobs, &m.result_digest).starts_with(b"{\"content\""));
+        assert_eq!(it.execution_id, "exec-1");
+        assert_eq!(
+            it.completion.as_ref().unwrap().status,
+            CompletionStatus::Complete as i32
+        );
+    }
+
+    #[test]
+    fn resources_become_context_refs_and_tools_definitions() {
+        let out = run(&[
+            (
+                Side::Client,
+                r#"{"id":1,"method":"resources/read","params":{"uri":"file:///notes.txt"}}"#,
+            ),
+            (
+                Side::Server,
+                r#"{"id":1,"result":{"contents":[{"uri":"file:///notes.txt","mimeType":"text/plain","text":"hello"}]}}"#,
+            ),
+            (Side::Client, r#"{"id":2,"method":"tools/list"}"#),
+            (
+                Side::Server,
+                r#"{"id":2,"result":{"tools":[{"name":"a","inputSchema":{}},{"name":"b","inputSchema":{}}]}}"#,
+            ),
+        ]);
+        let (read, blobs) = &out[0];
+        assert_eq!(read.mcp.as_ref().unwrap().resource_uri, "file:///notes.txt");
+        let r = &read.context_refs[0];
+        assert_eq!(
+            (r.kind.as_str(), r.uri.as_str(), r.size),
+            ("mcp_resource", "file:///notes.txt", 5)
+        );
+        assert_eq!(r.digest, crate::record::digest_of(b"hello"));
+        assert_eq!(blob(blobs, &r.digest), b"hello");
+        let (list, _) = &out[1];
+        let names: Vec<&str> = list
+            .tool_definitions
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn secrets_in_arguments_are_replaced() {
+        let out = run(&[
+            (
+                Side::Client,
+                r#"{"id":1,"method":"tools/call","params":{"name":"http","arguments":{"auth":"Bearer sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}}"#,
+            ),
+            (
+                Side::Server,
+                r#"{"id":1,"error":{"code":-32602,"message":"bad"}}"#,
+            ),
+        ]);
+        let (it, blobs) = &out[0];
+        let m = it.mcp.as_ref().unwrap();
+        assert!(
+            !m.tool_arguments.contains("sk-ant-api03"),
+            "{}",
+            m.tool_arguments
+        );
+        assert!(!String::from_utf8_lossy(blob(blobs, &m.params_digest)).contains("sk-ant-api03"));
+        assert!(!it.redactions.is_empty());
+        assert_eq!(it.error_type, "-32602");
+        assert_eq!(m.error.as_ref().unwrap().code, -32602);
+    }
+
+    #[test]
+    fn malformed_lines_keep_their_bytes() {
+        let out = run(&[(Side::Server, "Listening on stdio\n")]);
+        let (it, blobs) = &out[0];
+        let m = it.mcp.as_ref().unwrap();
+        assert!(m.malformed);
+        assert_eq!(blob(blobs, &m.raw_digest), b"Listening on stdio\n");
+        assert_eq!(it.capture_issues[0].kind, "mcp_malformed");
+    }
+}

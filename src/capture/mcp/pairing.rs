@@ -1,0 +1,594 @@
+//! Pairs MCP requests with their responses, one session at a time.
+//!
+//! Requests are keyed by (sender, JSON-RPC id), so client and server ids
+//! never collide and server-to-client requests (sampling, elicitation,
+//! roots) pair like any other. Notifications, malformed messages and
+//! responses nobody asked for are finished at once; requests when their
+//! response comes, when they are cancelled, or when the session closes.
+//! Over HTTP a response can overtake its request on the way to the
+//! recorder (two connections); such early responses wait for it.
+//!
+//! Bounds: `MAX_PENDING` requests awaiting answers and `MAX_EARLY` early
+//! responses per session; past them the oldest is finished as unanswered
+//! (or orphaned) rather than kept. Nothing here does I/O, so it cannot
+//! fail; every message observed comes out in exactly one `Finished`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::message::{self, Parsed, Rpc, RpcError, Side};
+use super::{Origin, SessionInfo};
+
+const MAX_PENDING: usize = 4096;
+const MAX_EARLY: usize = 256;
+
+const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+const CLIENT_INFO_META: &str = "io.modelcontextprotocol/clientInfo";
+const SERVER_INFO_META: &str = "io.modelcontextprotocol/serverInfo";
+
+/// One message as it crossed the transport.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub side: Side,
+    pub at: SystemTime,
+    /// The message bytes (a prefix, when `oversized`).
+    pub bytes: Bytes,
+    /// Bytes of the whole message.
+    pub size: u64,
+    /// Larger than the capture cap: not parsed, recorded by prefix and digest.
+    pub oversized: bool,
+    /// `sha256:<hex>` of the whole message, when oversized.
+    pub digest: Option<String>,
+    pub origin: Arc<Origin>,
+}
+
+/// When and how a message crossed.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: SystemTime,
+    pub size: u64,
+    pub origin: Arc<Origin>,
+    pub batched: bool,
+}
+
+#[derive(Debug)]
+pub struct Request {
+    pub id: String,
+    pub method: String,
+    pub params: Option<Value>,
+    pub seen: Seen,
+    pub progress: u32,
+}
+
+/// Something ready to be recorded.
+#[derive(Debug)]
+pub enum Finished {
+    Exchange {
+        initiator: Side,
+        request: Request,
+        response: Option<(Seen, Result<Value, RpcError>)>,
+        unanswered: Option<String>,
+        session: SessionInfo,
+    },
+    Notification {
+        from: Side,
+        method: String,
+        params: Option<Value>,
+        seen: Seen,
+        /// The request a progress or cancellation notification concerns.
+        related: Option<String>,
+        session: SessionInfo,
+    },
+    /// A response with no request to pair it with.
+    Orphan {
+        from: Side,
+        id: String,
+        outcome: Result<Value, RpcError>,
+        seen: Seen,
+        session: SessionInfo,
+    },
+    Malformed {
+        from: Side,
+        reason: String,
+        raw: Bytes,
+        digest: Option<String>,
+        oversized: bool,
+        seen: Seen,
+        session: SessionInfo,
+    },
+}
+
+/// The pairing state of one MCP session.
+#[derive(Debug, Default)]
+pub struct Pairing {
+    pending: HashMap<(Side, String), Request>,
+    order: VecDeque<(Side, String)>,
+    /// Progress token (JSON text) → the request that carries it.
+    progress_tokens: HashMap<String, (Side, String)>,
+    early: HashMap<(Side, String), (Seen, Result<Value, RpcError>)>,
+    early_order: VecDeque<(Side, String)>,
+    /// Responses may overtake requests (HTTP); otherwise they are orphans at once.
+    tolerate_reorder: bool,
+    pub info: SessionInfo,
+}
+
+impl Pairing {
+    pub fn new(info: SessionInfo, tolerate_reorder: bool) -> Self {
+        Self {
+            info,
+            tolerate_reorder,
+            ..Default::default()
+        }
+    }
+
+    /// Requests still awaiting answers.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn observe(&mut self, a: Arrival) -> Vec<Finished> {
+        let mut out = Vec::new();
+        let seen = |batched| Seen {
+            at: a.at,
+            size: a.size,
+            origin: a.origin.clone(),
+            batched,
+        };
+        if a.oversized {
+            out.push(Finished::Malformed {
+                from: a.side,
+                reason: format!("message of {} bytes is larger than the capture cap", a.size),
+                raw: a.bytes.clone(),
+                digest: a.digest.clone(),
+                oversized: true,
+                seen: seen(false),
+                session: self.info.clone(),
+            });
+            return out;
+        }
+        match message::parse(&a.bytes) {
+            Parsed::Malformed(reason) => out.push(Finished::Malformed {
+                from: a.side,
+                reason,
+                raw: a.bytes.clone(),
+                digest: None,
+                oversized: false,
+                seen: seen(false),
+                session: self.info.clone(),
+            }),
+            Parsed::Single(rpc) => self.one(a.side, rpc, seen(false), &a.bytes, &mut out),
+            Parsed::Batch(items) => {
+                for rpc in items {
+                    self.one(a.side, rpc, seen(true), &a.bytes, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// Finishes every request still waiting, and every early response.
+    pub fn close(&mut self, reason: &str) -> Vec<Finished> {
+        let mut out = Vec::new();
+        while let Some(key) = self.order.pop_front() {
+            if let Some(req) = self.take_pending(&key) {
+                out.push(self.unanswered(key.0, req, reason.to_owned()));
+            }
+        }
+        for key in std::mem::take(&mut self.early_order) {
+            if let Some((seen, outcome)) = self.early.remove(&key) {
+                out.push(self.orphan(key.0.other(), key.1, outcome, seen));
+            }
+        }
+        out
+    }
+
+    fn one(&mut self, side: Side, rpc: Rpc, seen: Seen, raw: &Bytes, out: &mut Vec<Finished>) {
+        match rpc {
+            Rpc::Request { id, method, params } => {
+                self.learn_from_request(side, &method, params.as_ref());
+                let key = (side, id.clone());
+                if let Some(old) = self.take_pending(&key) {
+                    out.push(self.unanswered(
+                        side,
+                        old,
+                        "the same id was sent again before an answer came".into(),
+                    ));
+                }
+                let req = Request {
+                    id,
+                    method,
+                    params,
+                    seen,
+                    progress: 0,
+                };
+                if let Some(early) = self.take_early(&key) {
+                    out.push(self.exchange(side, req, early));
+                    return;
+                }
+                if let Some(token) = progress_token(req.params.as_ref()) {
+                    self.progress_tokens.insert(token, key.clone());
+                }
+                self.pending.insert(key.clone(), req);
+                self.order.push_back(key);
+                while self.pending.len() > MAX_PENDING {
+                    let Some(oldest) = self.order.pop_front() else {
+                        break;
+                    };
+                    if let Some(req) = self.take_pending(&oldest) {
+                        out.push(self.unanswered(
+                            oldest.0,
+                            req,
+                            format!("more than {MAX_PENDING} requests were awaiting answers; stopped waiting for the oldest"),
+                        ));
+                    }
+                }
+            }
+            Rpc::Response { id, outcome } => {
+                let key = (side.other(), id);
+                match self.take_pending(&key) {
+                    Some(req) => {
+                        out.push(self.exchange(key.0, req, (seen, outcome)));
+                    }
+                    None if self.tolerate_reorder && key.1 != "null" => {
+                        self.early.insert(key.clone(), (seen, outcome));
+                        self.early_order.push_back(key);
+                        while self.early.len() > MAX_EARLY {
+                            let Some(oldest) = self.early_order.pop_front() else {
+                                break;
+                            };
+                            if let Some((seen, outcome)) = self.early.remove(&oldest) {
+                                out.push(self.orphan(oldest.0.other(), oldest.1, outcome, seen));
+                            }
+                        }
+                    }
+                    None => out.push(self.orphan(side, key.1, outcome, seen)),
+                }
+            }
+            Rpc::Notification { method, params } => {
+                let related = self.related(side, &method, params.as_ref(), out);
+                out.push(Finished::Notification {
+                    from: side,
+                    method,
+                    params,
+                    seen,
+                    related,
+                    session: self.info.clone(),
+                });
+            }
+            Rpc::Invalid(reason) => out.push(Finished::Malformed {
+                from: side,
+                reason,
+                raw: raw.clone(),
+                digest: None,
+                oversized: false,
+                seen,
+                session: self.info.clone(),
+            }),
+        }
+    }
+
+    /// The request a progress or cancellation notification concerns; a
+    /// cancellation also finishes that request.
+    fn related(
+        &mut self,
+        side: Side,
+        method: &str,
+        params: Option<&Value>,
+        out: &mut Vec<Finished>,
+    ) -> Option<String> {
+        let params = params?;
+        match method {
+            "notifications/progress" => {
+                let token = params.get("progressToken")?.to_string();
+                let key = self.progress_tokens.get(&token)?.clone();
+                let req = self.pending.get_mut(&key)?;
+                req.progress += 1;
+                Some(key.1)
+            }
+            "notifications/cancelled" => {
+                let id = params.get("requestId")?.to_string();
+                // The canceller is the one that sent the request.
+                let key = (side, id.clone());
+                if let Some(req) = self.take_pending(&key) {
+                    let why = params
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .map_or_else(String::new, |r| format!(": {r}"));
+                    out.push(self.unanswered(
+                        side,
+                        req,
+                        format!("cancelled by the {}{why}", side.name()),
+                    ));
+                }
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    fn take_pending(&mut self, key: &(Side, String)) -> Option<Request> {
+        let req = self.pending.remove(key)?;
+        self.order.retain(|k| k != key);
+        if let Some(token) = progress_token(req.params.as_ref()) {
+            self.progress_tokens.remove(&token);
+        }
+        Some(req)
+    }
+
+    fn take_early(&mut self, key: &(Side, String)) -> Option<(Seen, Result<Value, RpcError>)> {
+        let e = self.early.remove(key)?;
+        self.early_order.retain(|k| k != key);
+        Some(e)
+    }
+
+    fn exchange(
+        &mut self,
+        initiator: Side,
+        request: Request,
+        response: (Seen, Result<Value, RpcError>),
+    ) -> Finished {
+        if let Ok(result) = &response.1 {
+            self.learn_from_result(&request.method, result);
+        }
+        Finished::Exchange {
+            initiator,
+            request,
+            response: Some(response),
+            unanswered: None,
+            session: self.info.clone(),
+        }
+    }
+
+    fn unanswered(&self, initiator: Side, request: Request, why: String) -> Finished {
+        Finished::Exchange {
+            initiator,
+            request,
+            response: None,
+            unanswered: Some(why),
+            session: self.info.clone(),
+        }
+    }
+
+    fn orphan(
+        &self,
+        from: Side,
+        id: String,
+        outcome: Result<Value, RpcError>,
+        seen: Seen,
+    ) -> Finished {
+        Finished::Orphan {
+            from,
+            id,
+            outcome,
+            seen,
+            session: self.info.clone(),
+        }
+    }
+
+    fn learn_from_request(&mut self, side: Side, method: &str, params: Option<&Value>) {
+        let Some(params) = params else { return };
+        if side == Side::Client && method == "initialize" {
+            if let Some(v) = params.get("protocolVersion").and_then(Value::as_str) {
+                self.info.protocol_version = v.to_owned();
+            }
+            if let Some(p) = peer(params.get("clientInfo")) {
+                self.info.client = Some(p);
+            }
+        }
+        if let Some(meta) = params.get("_meta") {
+            if let Some(v) = meta.get(PROTOCOL_VERSION_META).and_then(Value::as_str) {
+                self.info.protocol_version = v.to_owned();
+            }
+            if let Some(p) = peer(meta.get(CLIENT_INFO_META)) {
+                self.info.client = Some(p);
+            }
+        }
+    }
+
+    fn learn_from_result(&mut self, method: &str, result: &Value) {
+        if method == "initialize" {
+            if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
+                self.info.protocol_version = v.to_owned();
+            }
+            if let Some(p) = peer(result.get("serverInfo")) {
+                self.info.server = Some(p);
+            }
+        }
+        if let Some(p) = peer(result.get("_meta").and_then(|m| m.get(SERVER_INFO_META))) {
+            self.info.server = Some(p);
+        }
+    }
+}
+
+/// `params._meta.progressToken` as JSON text.
+fn progress_token(params: Option<&Value>) -> Option<String> {
+    Some(params?.get("_meta")?.get("progressToken")?.to_string())
+}
+
+fn peer(v: Option<&Value>) -> Option<super::Peer> {
+    let v = v?;
+    let name = v.get("name")?.as_str()?.to_owned();
+    let version = v
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Some(super::Peer { name, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival(side: Side, text: &str) -> Arrival {
+        Arrival {
+            side,
+            at: SystemTime::UNIX_EPOCH,
+            bytes: Bytes::copy_from_slice(text.as_bytes()),
+            size: text.len() as u64,
+            oversized: false,
+            digest: None,
+            origin: Arc::new(Origin::default()),
+        }
+    }
+
+    fn method_and_answered(f: &Finished) -> (String, bool) {
+        match f {
+            Finished::Exchange {
+                request, response, ..
+            } => (request.method.clone(), response.is_some()),
+            other => panic!("not an exchange: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pairs_by_id_and_learns_the_session() {
+        let mut p = Pairing::new(SessionInfo::default(), false);
+        assert!(p
+            .observe(arrival(
+                Side::Client,
+                r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","clientInfo":{"name":"c","version":"1"},"capabilities":{}}}"#
+            ))
+            .is_empty());
+        let out = p.observe(arrival(
+            Side::Server,
+            r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","serverInfo":{"name":"s","version":"2"},"capabilities":{}}}"#,
+        ));
+        assert_eq!(method_and_answered(&out[0]), ("initialize".into(), true));
+        assert_eq!(
+            p.info.protocol_version, "2025-06-18",
+            "the negotiated version wins"
+        );
+        assert_eq!(p.info.server.as_ref().unwrap().name, "s");
+        assert_eq!(p.info.client.as_ref().unwrap().version, "1");
+    }
+
+    #[test]
+    fn client_and_server_ids_do_not_collide() {
+        let mut p = Pairing::new(SessionInfo::default(), false);
+        p.observe(arrival(
+            Side::Client,
+            r#"{"id":1,"method":"tools/call","params":{"name":"t"}}"#,
+        ));
+        // The server asks the client something with the same id meanwhile.
+        p.observe(arrival(
+            Side::Server,
+            r#"{"id":1,"method":"sampling/createMessage"}"#,
+        ));
+        let a = p.observe(arrival(
+            Side::Client,
+            r#"{"id":1,"result":{"role":"assistant"}}"#,
+        ));
+        let b = p.observe(arrival(Side::Server, r#"{"id":1,"result":{"content":[]}}"#));
+        assert_eq!(method_and_answered(&a[0]).0, "sampling/createMessage");
+        assert_eq!(method_and_answered(&b[0]).0, "tools/call");
+        assert!(matches!(
+            a[0],
+            Finished::Exchange {
+                initiator: Side::Server,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn progress_is_counted_and_cancellation_finishes() {
+        let mut p = Pairing::new(SessionInfo::default(), false);
+        p.observe(arrival(
+            Side::Client,
+            r#"{"id":5,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":"tok"}}}"#,
+        ));
+        let n = p.observe(arrival(
+            Side::Server,
+            r#"{"method":"notifications/progress","params":{"progressToken":"tok","progress":1}}"#,
+        ));
+        assert!(matches!(&n[0], Finished::Notification { related: Some(r), .. } if r == "5"));
+        let c = p.observe(arrival(
+            Side::Client,
+            r#"{"method":"notifications/cancelled","params":{"requestId":5,"reason":"user"}}"#,
+        ));
+        match &c[0] {
+            Finished::Exchange {
+                request,
+                unanswered: Some(why),
+                ..
+            } => {
+                assert_eq!(request.progress, 1);
+                assert_eq!(why, "cancelled by the client: user");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(c[1], Finished::Notification { .. }));
+        // A late answer has nothing to pair with.
+        let late = p.observe(arrival(Side::Server, r#"{"id":5,"result":{}}"#));
+        assert!(matches!(late[0], Finished::Orphan { .. }));
+    }
+
+    #[test]
+    fn batches_garbage_and_close() {
+        let mut p = Pairing::new(SessionInfo::default(), false);
+        let out = p.observe(arrival(
+            Side::Client,
+            r#"[{"id":1,"method":"a"},{"id":2,"method":"b"},{"method":"n"}]"#,
+        ));
+        assert_eq!(out.len(), 1, "only the notification is finished at once");
+        let out = p.observe(arrival(
+            Side::Server,
+            r#"[{"id":2,"result":{}},{"id":1,"result":{}}]"#,
+        ));
+        assert_eq!(out.len(), 2);
+        assert!(
+            out.iter()
+                .all(|f| matches!(f, Finished::Exchange { request, .. } if request.seen.batched))
+        );
+        let g = p.observe(arrival(Side::Server, "Starting server...\n"));
+        assert!(matches!(g[0], Finished::Malformed { .. }));
+        p.observe(arrival(Side::Client, r#"{"id":9,"method":"tools/call"}"#));
+        assert_eq!(p.pending(), 1);
+        let closed = p.close("the server exited");
+        assert!(
+            matches!(&closed[0], Finished::Exchange { unanswered: Some(w), .. } if w == "the server exited")
+        );
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn early_responses_wait_for_their_request_when_reordering_is_possible() {
+        let mut p = Pairing::new(SessionInfo::default(), true);
+        assert!(
+            p.observe(arrival(
+                Side::Client,
+                r#"{"id":"s1","result":{"action":"accept"}}"#
+            ))
+            .is_empty()
+        );
+        let out = p.observe(arrival(
+            Side::Server,
+            r#"{"id":"s1","method":"elicitation/create"}"#,
+        ));
+        assert_eq!(
+            method_and_answered(&out[0]),
+            ("elicitation/create".into(), true)
+        );
+    }
+
+    #[test]
+    fn pending_is_bounded() {
+        let mut p = Pairing::new(SessionInfo::default(), false);
+        let mut finished = 0;
+        for i in 0..(MAX_PENDING + 3) {
+            finished += p
+                .observe(arrival(
+                    Side::Client,
+                    &format!(r#"{{"id":{i},"method":"m"}}"#),
+                ))
+                .len();
+        }
+        assert_eq!(finished, 3);
+        assert_eq!(p.pending(), MAX_PENDING);
+    }
+}
