@@ -12,4 +12,5 @@ pub mod journal;
 pub mod metrics;
 pub mod proxy;
 pub mod record;
+pub mod stdio;
 pub mod tls;

@@ -4,9 +4,12 @@
 
 mod check_config;
 mod journal;
+mod mcp;
 mod proxy;
+mod record_args;
 mod show;
 mod summary;
+mod summary_mcp;
 
 use std::process::ExitCode;
 
@@ -59,6 +62,8 @@ enum Command {
     Show(show::ShowArgs),
     /// Validate the configuration (file, environment and flags) and print the effective settings.
     CheckConfig(proxy::ProxyArgs),
+    /// Run a stdio MCP server and record every message between the agent and it.
+    Mcp(mcp::McpArgs),
     /// Verify the journal's tamper evidence, export its public key, or prune it.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
@@ -72,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => show::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Journal(c) => journal::run(c),
+        Command::Mcp(args) => mcp::run(args),
     };
     match result {
         Ok(code) => code,

@@ -11,7 +11,7 @@ use crate::record::{
     SponsorAssurance, ToolResult, as_duration, part::Kind, system_time,
 };
 
-fn when(ts: &Option<crate::record::Timestamp>) -> String {
+pub(super) fn when(ts: &Option<crate::record::Timestamp>) -> String {
     ts.as_ref()
         .map(|t| humantime::format_rfc3339_millis(system_time(t)).to_string())
         .unwrap_or_else(|| "-".into())
@@ -23,7 +23,7 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
     let source = match ExecutionIdSource::try_from(e.id_source).unwrap_or_default() {
         ExecutionIdSource::Header => "from Sidetrace-Execution-Id",
         ExecutionIdSource::Config => "from --execution-id",
-        ExecutionIdSource::Generated => "created for one proxy run",
+        ExecutionIdSource::Generated => "created for one sidetrace run",
         ExecutionIdSource::AgentSession => "the agent's session",
         ExecutionIdSource::Unspecified => "",
     };
@@ -96,7 +96,7 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
     }
 
     let mut models: Vec<String> = Vec::new();
-    let (mut tool_calls, mut errors) = (0usize, 0usize);
+    let (mut tool_calls, mut errors, mut mcp) = (0usize, 0usize, 0usize);
     let (mut input, mut output, mut cache_read, mut cache_write) = (0u64, 0u64, 0u64, 0u64);
     for it in &v.interactions {
         let pair = match (it.requested_model.as_str(), it.served_model.as_str()) {
@@ -109,6 +109,7 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
             models.push(pair);
         }
         tool_calls += it.tool_calls.len();
+        mcp += usize::from(it.mcp.is_some());
         if is_error(it) {
             errors += 1;
         }
@@ -130,7 +131,7 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "  {} interactions, {tool_calls} tool calls, {errors} errors; tokens in {input} (cache read {cache_read}, cache write {cache_write}) out {output}",
+        "  {} interactions ({mcp} MCP), {tool_calls} tool calls, {errors} errors; tokens in {input} (cache read {cache_read}, cache write {cache_write}) out {output}",
         v.interactions.len()
     )?;
 
@@ -167,19 +168,29 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
             seen.insert(m.digest.as_str());
         }
     }
-    write_tool_calls(out, v)?;
+    let links = super::summary_mcp::links(v);
+    write_tool_calls(out, v, &links)?;
+    super::summary_mcp::write_calls(out, v, &links)?;
     write_context(out, v)?;
     writeln!(out)?;
     Ok(())
 }
 
 /// Every tool call the model made, with the result the agent sent back.
-fn write_tool_calls(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
-    let calls: Vec<(usize, &crate::record::ToolCall)> = v
+fn write_tool_calls(
+    out: &mut impl Write,
+    v: &ExecutionView,
+    links: &[crate::capture::mcp::link::McpLink],
+) -> std::io::Result<()> {
+    let calls: Vec<(usize, &str, &crate::record::ToolCall)> = v
         .interactions
         .iter()
         .enumerate()
-        .flat_map(|(n, it)| it.tool_calls.iter().map(move |c| (n + 1, c)))
+        .flat_map(|(n, it)| {
+            it.tool_calls
+                .iter()
+                .map(move |c| (n + 1, it.id.as_str(), c))
+        })
         .collect();
     if calls.is_empty() {
         return Ok(());
@@ -193,7 +204,7 @@ fn write_tool_calls(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<
     }
     writeln!(out)?;
     writeln!(out, "  tool calls")?;
-    for (n, c) in calls {
+    for (n, caller, c) in calls {
         let result = match results.get(c.id.as_str()) {
             Some((m, r)) => {
                 let took = r
@@ -209,9 +220,12 @@ fn write_tool_calls(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<
             }
             None => "no result recorded".into(),
         };
+        let served = super::summary_mcp::served_by(v, links, &c.id, caller)
+            .map(|s| format!("  {s}"))
+            .unwrap_or_default();
         writeln!(
             out,
-            "     #{n} {} {}  [{}]  {result}",
+            "     #{n} {} {}  [{}]{served}  {result}",
             c.name,
             clip(&c.arguments, 200),
             c.id
@@ -271,6 +285,44 @@ fn is_error(it: &Interaction) -> bool {
 }
 
 fn write_interaction(out: &mut impl Write, n: usize, it: &Interaction) -> std::io::Result<()> {
+    match &it.mcp {
+        Some(m) => writeln!(out, "{}", super::summary_mcp::head(n, it, m))?,
+        None => write_model_head(out, n, it)?,
+    }
+    let completion = it.completion.clone().unwrap_or_default();
+    if !matches!(
+        CompletionStatus::try_from(completion.status),
+        Ok(CompletionStatus::Complete)
+    ) {
+        let status = CompletionStatus::try_from(completion.status)
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("COMPLETION_STATUS_")
+                    .to_lowercase()
+            })
+            .unwrap_or_default();
+        writeln!(out, "     ! {status}: {}", completion.detail)?;
+    }
+    if !it.error_message.is_empty() {
+        writeln!(
+            out,
+            "     ! error {}: {}",
+            or_dash(&it.error_type),
+            clip(&it.error_message, 300)
+        )?;
+    }
+    for issue in &it.capture_issues {
+        writeln!(
+            out,
+            "     ! capture {}: {}",
+            issue.kind,
+            clip(&issue.detail, 300)
+        )?;
+    }
+    Ok(())
+}
+
+fn write_model_head(out: &mut impl Write, n: usize, it: &Interaction) -> std::io::Result<()> {
     let provider = Provider::try_from(it.provider).unwrap_or_default().name();
     let api = Api::try_from(it.api).unwrap_or_default().name();
     let http = it.http.clone().unwrap_or_default();
@@ -314,38 +366,7 @@ fn write_interaction(out: &mut impl Write, n: usize, it: &Interaction) -> std::i
     if !it.finish_reasons.is_empty() {
         line.push_str(&format!("  finish {}", it.finish_reasons.join(",")));
     }
-    writeln!(out, "{line}")?;
-    let completion = it.completion.clone().unwrap_or_default();
-    if !matches!(
-        CompletionStatus::try_from(completion.status),
-        Ok(CompletionStatus::Complete)
-    ) {
-        let status = CompletionStatus::try_from(completion.status)
-            .map(|s| {
-                s.as_str_name()
-                    .trim_start_matches("COMPLETION_STATUS_")
-                    .to_lowercase()
-            })
-            .unwrap_or_default();
-        writeln!(out, "     ! {status}: {}", completion.detail)?;
-    }
-    if !it.error_message.is_empty() {
-        writeln!(
-            out,
-            "     ! error {}: {}",
-            or_dash(&it.error_type),
-            clip(&it.error_message, 300)
-        )?;
-    }
-    for issue in &it.capture_issues {
-        writeln!(
-            out,
-            "     ! capture {}: {}",
-            issue.kind,
-            clip(&issue.detail, 300)
-        )?;
-    }
-    Ok(())
+    writeln!(out, "{line}")
 }
 
 fn write_message(out: &mut impl Write, label: &str, m: &Message) -> std::io::Result<()> {
@@ -379,12 +400,12 @@ fn write_message(out: &mut impl Write, label: &str, m: &Message) -> std::io::Res
     Ok(())
 }
 
-fn or_dash(s: &str) -> &str {
+pub(super) fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
 }
 
 /// One line, at most `max` characters.
-fn clip(s: &str, max: usize) -> String {
+pub(super) fn clip(s: &str, max: usize) -> String {
     let flat: String = s
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })

@@ -115,6 +115,20 @@ impl Identity {
         &self.policy
     }
 
+    /// The identity resolver the configuration describes.
+    pub fn from_config(
+        c: &crate::config::identity::IdentityConfig,
+    ) -> Result<Self, crate::tls::TlsSetupError> {
+        let verifier = Verifier::new(c.issuers.clone(), c.leeway)?;
+        Ok(Self::new(
+            c.policy.clone(),
+            verifier,
+            c.issuers.iter().map(|i| i.issuer.clone()).collect(),
+            c.configured.clone(),
+            c.ci.clone(),
+        ))
+    }
+
     pub async fn resolve(&self, headers: &HeaderMap) -> Result<Resolved, Refusal> {
         let header_token = headers
             .get(HEADER_SPONSOR_TOKEN)

@@ -122,7 +122,7 @@ pub fn describe(payload: &Payload) -> (&'static str, Option<String>, Option<Stri
 }
 
 /// Digests of the blobs an entry refers to (message contents, tool
-/// definitions, stored bodies).
+/// definitions, stored bodies, MCP params, results and resource contents).
 pub fn blob_refs(payload: &Payload) -> Vec<&str> {
     let it = match payload {
         Payload::Interaction(i) | Payload::InteractionStart(i) => i,
@@ -142,6 +142,17 @@ pub fn blob_refs(payload: &Payload) -> Vec<&str> {
         {
             out.push(&body.stored_digest);
         }
+    }
+    if let Some(m) = &it.mcp {
+        out.extend([
+            m.params_digest.as_str(),
+            m.result_digest.as_str(),
+            m.capabilities_digest.as_str(),
+            m.raw_digest.as_str(),
+        ]);
+        // MCP resource contents are stored; a model's context refs point
+        // into its messages instead.
+        out.extend(it.context_refs.iter().map(|r| r.digest.as_str()));
     }
     out.retain(|d| !d.is_empty());
     out

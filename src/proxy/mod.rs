@@ -95,22 +95,7 @@ impl Server {
         )?;
         let write_ahead = journal.durability() == crate::journal::Durability::WriteAhead;
         let journal_health = journal.health().clone();
-        let verifier = crate::identity::oidc::Verifier::new(
-            config.identity.issuers.clone(),
-            config.identity.leeway,
-        )?;
-        let identity = crate::identity::Identity::new(
-            config.identity.policy.clone(),
-            verifier,
-            config
-                .identity
-                .issuers
-                .iter()
-                .map(|i| i.issuer.clone())
-                .collect(),
-            config.identity.configured.clone(),
-            config.identity.ci.clone(),
-        );
+        let identity = crate::identity::Identity::from_config(&config.identity)?;
         let state = Arc::new(ProxyState {
             routes: RouteTable::new(config.routes),
             identity,

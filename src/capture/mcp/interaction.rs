@@ -136,6 +136,53 @@ pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
     b.finish()
 }
 
+/// The write-ahead record of a message the client is about to send: its
+/// bytes and, when it is a request, method and id. The full record (same
+/// id) follows when the exchange finishes.
+pub fn request_start(
+    bytes: &[u8],
+    size: u64,
+    seen: Seen,
+    session: &SessionInfo,
+    redact: bool,
+) -> (Interaction, Vec<Blob>) {
+    let mut b = Builder {
+        cleaner: Cleaner::new(redact),
+        blobs: Vec::new(),
+        it: Interaction {
+            id: uuid::Uuid::now_v7().to_string(),
+            api: Api::Mcp as i32,
+            ..Default::default()
+        },
+        mcp: McpExchange::default(),
+    };
+    b.start(&seen, session);
+    b.mcp.initiator = super::Side::Client.name().into();
+    b.mcp.request_size = size;
+    let first = match super::message::parse(bytes) {
+        super::message::Parsed::Single(r) => Some(r),
+        super::message::Parsed::Batch(mut items) if !items.is_empty() => {
+            b.mcp.batched = true;
+            Some(items.swap_remove(0))
+        }
+        _ => None,
+    };
+    match first {
+        Some(super::message::Rpc::Request { id, method, .. }) => {
+            b.mcp.request_id = id;
+            b.mcp.method = method;
+        }
+        Some(super::message::Rpc::Notification { method, .. }) => {
+            b.mcp.notification = true;
+            b.mcp.method = method;
+        }
+        _ => {}
+    }
+    let clean = b.cleaner.clean_bytes(bytes.to_vec());
+    b.mcp.raw_digest = b.store(clean);
+    b.finish()
+}
+
 struct Builder {
     cleaner: Cleaner,
     blobs: Vec<Blob>,
@@ -145,6 +192,9 @@ struct Builder {
 
 impl Builder {
     fn start(&mut self, seen: &Seen, session: &SessionInfo) {
+        if let Some(id) = &seen.record_id {
+            self.it.id = id.clone();
+        }
         let o: &Origin = &seen.origin;
         self.it.execution_id = o.execution_id.clone();
         self.it.sponsor = Some(o.sponsor.clone());
@@ -427,6 +477,7 @@ mod tests {
                     route: "stdio".into(),
                     ..Default::default()
                 }),
+                record_id: None,
             }) {
                 out.push(build(f, true));
             }

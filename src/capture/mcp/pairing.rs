@@ -44,6 +44,8 @@ pub struct Arrival {
     /// `sha256:<hex>` of the whole message, when oversized.
     pub digest: Option<String>,
     pub origin: Arc<Origin>,
+    /// The id a write-ahead start record already gave this message.
+    pub record_id: Option<String>,
 }
 
 /// When and how a message crossed.
@@ -53,6 +55,8 @@ pub struct Seen {
     pub size: u64,
     pub origin: Arc<Origin>,
     pub batched: bool,
+    /// The record id to use (the first message of a line in write-ahead mode).
+    pub record_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -132,11 +136,13 @@ impl Pairing {
 
     pub fn observe(&mut self, a: Arrival) -> Vec<Finished> {
         let mut out = Vec::new();
-        let seen = |batched| Seen {
+        let mut record_id = a.record_id.clone();
+        let mut seen = |batched| Seen {
             at: a.at,
             size: a.size,
             origin: a.origin.clone(),
             batched,
+            record_id: record_id.take(),
         };
         if a.oversized {
             out.push(Finished::Malformed {
@@ -433,6 +439,7 @@ mod tests {
             oversized: false,
             digest: None,
             origin: Arc::new(Origin::default()),
+            record_id: None,
         }
     }
 
