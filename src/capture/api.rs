@@ -15,6 +15,8 @@ pub enum RouteProtocol {
     Openai,
     Anthropic,
     Auto,
+    /// Model Context Protocol over Streamable HTTP (or the older HTTP+SSE).
+    Mcp,
 }
 
 impl std::str::FromStr for RouteProtocol {
@@ -24,8 +26,9 @@ impl std::str::FromStr for RouteProtocol {
             "openai" => Ok(Self::Openai),
             "anthropic" => Ok(Self::Anthropic),
             "auto" => Ok(Self::Auto),
+            "mcp" => Ok(Self::Mcp),
             other => Err(format!(
-                "unknown protocol {other:?}; expected \"openai\", \"anthropic\" or \"auto\""
+                "unknown protocol {other:?}; expected \"openai\", \"anthropic\", \"mcp\" or \"auto\""
             )),
         }
     }
@@ -45,6 +48,7 @@ pub fn detect(protocol: RouteProtocol, path: &str) -> (Provider, Api) {
         None
     };
     match protocol {
+        RouteProtocol::Mcp => (Provider::Unspecified, Api::Mcp),
         RouteProtocol::Auto => by_path.unwrap_or((Provider::Unspecified, Api::Other)),
         RouteProtocol::Openai => match by_path {
             Some((Provider::Openai, api)) => (Provider::Openai, api),

@@ -15,6 +15,9 @@ pub struct SseEvent {
     pub event: String,
     pub data: String,
     pub id: Option<String>,
+    /// Bytes of data the event carried; more than `data` holds when the
+    /// decoder's data limit cut it.
+    pub data_size: u64,
 }
 
 #[derive(Debug, Default)]
@@ -29,11 +32,23 @@ pub struct SseDecoder {
     has_data: bool,
     id: Option<String>,
     comments: u64,
+    /// Keep at most this much of an event's data (the rest is only counted).
+    data_limit: Option<usize>,
+    data_size: u64,
 }
 
 impl SseDecoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that keeps at most `limit` bytes of any event's data, so a
+    /// huge event costs bounded memory (its size is still reported).
+    pub fn with_data_limit(limit: usize) -> Self {
+        Self {
+            data_limit: Some(limit),
+            ..Self::default()
+        }
     }
 
     /// Feeds the next piece of the stream, calling `on_event` for every event
@@ -113,9 +128,17 @@ impl SseDecoder {
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
             b"data" => {
                 if self.has_data {
-                    self.data.push('\n');
+                    self.data_size += 1;
+                    if self.data_limit.is_none_or(|l| self.data.len() < l) {
+                        self.data.push('\n');
+                    }
                 }
-                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data_size += value.len() as u64;
+                let room = self
+                    .data_limit
+                    .map_or(usize::MAX, |l| l.saturating_sub(self.data.len()));
+                let keep = &value[..value.len().min(room)];
+                self.data.push_str(&String::from_utf8_lossy(keep));
                 self.has_data = true;
             }
             b"id" if !value.contains(&0) => {
@@ -134,6 +157,7 @@ impl SseDecoder {
             event: self.event.take().unwrap_or_else(|| "message".to_owned()),
             data: std::mem::take(&mut self.data),
             id: self.id.clone(),
+            data_size: std::mem::take(&mut self.data_size),
         };
         self.has_data = false;
         on_event(event);
@@ -142,6 +166,7 @@ impl SseDecoder {
     fn reset_event(&mut self) {
         self.event = None;
         self.data.clear();
+        self.data_size = 0;
         self.has_data = false;
     }
 }
@@ -185,20 +210,34 @@ mod tests {
                 SseEvent {
                     event: "ping".into(),
                     data: "{}".into(),
-                    id: None
+                    id: None,
+                    data_size: 2,
                 },
                 SseEvent {
                     event: "message".into(),
                     data: "a\nb".into(),
-                    id: None
+                    id: None,
+                    data_size: 3,
                 },
                 SseEvent {
                     event: "message".into(),
                     data: "café".into(),
-                    id: Some("7".into())
+                    id: Some("7".into()),
+                    data_size: 5,
                 },
             ]
         );
+    }
+
+    #[test]
+    fn data_limit_keeps_a_prefix_and_counts_the_rest() {
+        let mut d = SseDecoder::with_data_limit(4);
+        let mut out = Vec::new();
+        d.feed(b"data: 0123456789\ndata: ab\n\ndata: x\n\n", &mut |e| {
+            out.push(e)
+        });
+        assert_eq!((out[0].data.as_str(), out[0].data_size), ("0123", 13));
+        assert_eq!((out[1].data.as_str(), out[1].data_size), ("x", 1));
     }
 
     #[test]

@@ -34,6 +34,16 @@ pub struct ProxyArgs {
     )]
     pub routes: Vec<String>,
 
+    /// A route to an MCP server over Streamable HTTP or HTTP+SSE, PREFIX=UPSTREAM_URL
+    /// (repeatable; added to the model routes), e.g. /github=https://api.githubcopilot.com/mcp.
+    #[arg(
+        long = "mcp-route",
+        env = "SIDETRACE_MCP_ROUTE",
+        value_delimiter = ',',
+        value_name = "PREFIX=URL"
+    )]
+    pub mcp_routes: Vec<String>,
+
     /// Extra PEM CA certificate(s) to trust for upstream TLS, besides the system and webpki roots.
     #[arg(long, env = "SIDETRACE_UPSTREAM_CA", value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
@@ -90,6 +100,7 @@ impl ProxyArgs {
             listen: self.listen.clone(),
             admin: self.admin.clone(),
             routes: self.routes.clone(),
+            mcp_routes: self.mcp_routes.clone(),
             upstream_ca: self.upstream_ca.clone(),
             upstream_timeout: self.upstream_timeout.clone(),
             connect_timeout: self.connect_timeout.clone(),

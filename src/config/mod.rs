@@ -44,6 +44,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub admin: Option<String>,
     pub routes: Vec<String>,
+    /// `--mcp-route PREFIX=URL`: MCP routes, added to the model routes.
+    pub mcp_routes: Vec<String>,
     pub upstream_ca: Option<PathBuf>,
     pub upstream_timeout: Option<String>,
     pub connect_timeout: Option<String>,
@@ -166,6 +168,17 @@ impl ProxyConfig {
                     RouteProtocol::Auto,
                     &mut errors,
                 ));
+            }
+        }
+        for spec in &o.mcp_routes {
+            match spec.split_once('=') {
+                Some((prefix, upstream)) => {
+                    let key = format!("--mcp-route {spec:?}");
+                    routes.extend(route(&key, prefix, upstream, RouteProtocol::Mcp, &mut errors));
+                }
+                None => errors.push(format!(
+                    "--mcp-route {spec:?}: expected PREFIX=UPSTREAM_URL, e.g. /github=https://api.githubcopilot.com/mcp"
+                )),
             }
         }
         for (i, a) in routes.iter().enumerate() {

@@ -10,12 +10,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
+use super::mcp::tap::McpTap;
 use super::tee::TeeBody;
 
 pin_project! {
     #[project = ProxyBodyProj]
     pub enum ProxyBody {
         Upstream { #[pin] body: TeeBody<Incoming> },
+        Mcp { #[pin] body: McpTap },
         Local { #[pin] body: Full<Bytes> },
     }
 }
@@ -30,6 +32,10 @@ impl ProxyBody {
     pub fn upstream(body: TeeBody<Incoming>) -> Self {
         Self::Upstream { body }
     }
+
+    pub fn mcp(body: McpTap) -> Self {
+        Self::Mcp { body }
+    }
 }
 
 impl Body for ProxyBody {
@@ -42,6 +48,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
             ProxyBodyProj::Upstream { body } => body.poll_frame(cx),
+            ProxyBodyProj::Mcp { body } => body.poll_frame(cx),
             ProxyBodyProj::Local { body } => body
                 .poll_frame(cx)
                 .map(|f| f.map(|r| Ok(r.unwrap_or_else(|never| match never {})))),
@@ -51,6 +58,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Upstream { body } => body.is_end_stream(),
+            Self::Mcp { body } => body.is_end_stream(),
             Self::Local { body } => body.is_end_stream(),
         }
     }
@@ -58,6 +66,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Upstream { body } => body.size_hint(),
+            Self::Mcp { body } => body.size_hint(),
             Self::Local { body } => body.size_hint(),
         }
     }

@@ -7,20 +7,42 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use crate::record::Provider;
+use crate::record::{Api, Provider};
 
 use super::body::ProxyBody;
 
-pub fn respond(
-    provider: Provider,
-    status: StatusCode,
-    code: &str,
-    message: &str,
-) -> Response<ProxyBody> {
-    let body = match provider {
-        Provider::Anthropic => json!({
+/// JSON-RPC "server error" code of sidetrace's own answers on MCP routes.
+pub const JSONRPC_SIDETRACE_ERROR: i64 = -32001;
+
+/// Whose error format an answer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    OpenAi,
+    Anthropic,
+    /// MCP routes: a JSON-RPC error response (id null: the request was not read).
+    JsonRpc,
+}
+
+impl Shape {
+    pub fn of(provider: Provider, api: Api) -> Self {
+        match (provider, api) {
+            (_, Api::Mcp) => Self::JsonRpc,
+            (Provider::Anthropic, _) => Self::Anthropic,
+            _ => Self::OpenAi,
+        }
+    }
+}
+
+pub fn respond(shape: Shape, status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let body = match shape {
+        Shape::Anthropic => json!({
             "type": "error",
             "error": {"type": anthropic_type(status), "message": message},
+        }),
+        Shape::JsonRpc => json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": JSONRPC_SIDETRACE_ERROR, "message": message, "data": {"sidetrace_error": code}},
         }),
         _ => json!({
             "error": {

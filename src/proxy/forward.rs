@@ -24,10 +24,10 @@ use crate::capture::session::{self, CaptureHandle, Recorder, UpstreamEvent};
 use crate::identity::{self, Identity};
 use crate::journal::{Durability, Journal, Unavailable};
 use crate::metrics::Metrics;
+use crate::record::CompletionStatus;
 use crate::record::execution::{ExecutionRegistry, RequestContext};
 use crate::record::journal_entry::Payload;
 use crate::record::redact::recorded_headers;
-use crate::record::{CompletionStatus, Provider};
 
 use super::body::ProxyBody;
 use super::routes::{Resolved, RouteTable};
@@ -47,6 +47,8 @@ pub struct ProxyState {
     pub upstream_timeout: Duration,
     /// The address agents reach us on, for error messages.
     pub listen: SocketAddr,
+    /// MCP sessions being recorded on `protocol = "mcp"` routes.
+    pub mcp_sessions: Arc<super::mcp::sessions::Sessions>,
 }
 
 impl ProxyState {
@@ -62,17 +64,17 @@ impl ProxyState {
         &self.recorder.journal
     }
 
-    fn write_ahead(&self) -> bool {
+    pub(super) fn write_ahead(&self) -> bool {
         self.journal().durability() == Durability::WriteAhead
     }
 }
 
 /// Counts a request in flight and its final status, even if the agent goes
 /// away mid-request (then the status is 499, as nginx reports it).
-struct RequestGuard<'a> {
+pub(super) struct RequestGuard<'a> {
     metrics: &'a Metrics,
     route: String,
-    status: Option<u16>,
+    pub(super) status: Option<u16>,
 }
 
 impl<'a> RequestGuard<'a> {
@@ -95,18 +97,18 @@ impl Drop for RequestGuard<'_> {
 }
 
 /// An answer sidetrace gives itself instead of the upstream's.
-struct LocalAnswer {
-    status: CompletionStatus,
-    http: StatusCode,
-    code: &'static str,
-    message: String,
+pub(super) struct LocalAnswer {
+    pub(super) status: CompletionStatus,
+    pub(super) http: StatusCode,
+    pub(super) code: &'static str,
+    pub(super) message: String,
 }
 
 impl LocalAnswer {
     /// Records the answer and returns it in the provider's error shape.
     fn send(
         self,
-        provider: Provider,
+        shape: errors::Shape,
         mut capture: CaptureHandle,
         guard: &mut RequestGuard,
     ) -> Response<ProxyBody> {
@@ -116,7 +118,7 @@ impl LocalAnswer {
             http_status: self.http.as_u16(),
             message: self.message.clone(),
         });
-        errors::respond(provider, self.http, self.code, &self.message)
+        errors::respond(shape, self.http, self.code, &self.message)
     }
 }
 
@@ -138,6 +140,7 @@ pub async fn handle(
         // No route: guess the provider from the path, for the error's shape.
         None => api::detect(RouteProtocol::Auto, parts.uri.path()),
     };
+    let shape = errors::Shape::of(provider, api);
     guard.route = resolved
         .as_ref()
         .map(|r| r.route.prefix.clone())
@@ -203,7 +206,7 @@ pub async fn handle(
             code: "route_not_found",
             message: no_route_message(&state, parts.uri.path()),
         };
-        return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
+        return Ok(answer.send(shape, state.start_capture(meta, None), &mut guard));
     };
     if let Some(message) = refusal {
         let answer = LocalAnswer {
@@ -212,7 +215,7 @@ pub async fn handle(
             code: "invalid_sidetrace_header",
             message,
         };
-        return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
+        return Ok(answer.send(shape, state.start_capture(meta, None), &mut guard));
     }
     if let Some(message) = unsponsored {
         let answer = LocalAnswer {
@@ -221,11 +224,14 @@ pub async fn handle(
             code: "sponsor_required",
             message,
         };
-        return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
+        return Ok(answer.send(shape, state.start_capture(meta, None), &mut guard));
     }
     if let Some(e) = journal_down {
         let answer = journal_unavailable(&e);
-        return Ok(answer.send(provider, state.start_capture(meta, None), &mut guard));
+        return Ok(answer.send(shape, state.start_capture(meta, None), &mut guard));
+    }
+    if resolved.route.protocol == RouteProtocol::Mcp {
+        return Ok(super::mcp::forward(&state, &mut guard, meta, parts, body, &resolved).await);
     }
     Ok(forward(&state, &mut guard, meta, parts, body, &resolved).await)
 }
@@ -238,26 +244,74 @@ async fn forward(
     body: Incoming,
     resolved: &Resolved<'_>,
 ) -> Response<ProxyBody> {
-    let provider = meta.provider;
+    let shape = errors::Shape::of(meta.provider, meta.api);
     let start = meta.start_instant;
     let (recorder, request_capture) = BodyRecorder::new(state.capture_max_body);
     let request_body = if state.write_ahead() {
-        match write_ahead(state, &meta, body, recorder).await {
-            Ok(b) => b,
+        let start_meta = meta.clone();
+        let start_record =
+            move |snapshot: BodyCapture| exchange::request_start(&start_meta, &snapshot);
+        match write_ahead(
+            state,
+            body,
+            recorder,
+            start_record,
+            exchange::Built::minimal(&meta),
+        )
+        .await
+        {
+            Ok((b, _)) => b,
             Err(answer) => {
                 let capture = state.start_capture(meta, Some(request_capture));
-                return answer.send(provider, capture, guard);
+                return answer.send(shape, capture, guard);
             }
         }
     } else {
         RequestBody::new(body, recorder)
     };
     let mut capture = state.start_capture(meta, Some(request_capture));
+    let resp = match send_upstream(state, parts, request_body, resolved, start).await {
+        Ok(resp) => resp,
+        Err(answer) => return answer.send(shape, capture, guard),
+    };
+    let (mut rparts, rbody) = resp.into_parts();
+    headers::strip(&mut rparts.headers);
+    let (recorder, response_capture) = BodyRecorder::new(state.capture_max_body);
+    capture.report(UpstreamEvent::Response {
+        head: response_head(&rparts),
+        body: response_capture,
+    });
+    guard.status = Some(rparts.status.as_u16());
+    // The agent's connection decides its own HTTP version.
+    rparts.version = Version::HTTP_11;
+    Response::from_parts(rparts, ProxyBody::upstream(TeeBody::new(rbody, recorder)))
+}
 
+/// The upstream's response head as capture records it.
+pub(super) fn response_head(rparts: &http::response::Parts) -> ResponseHead {
+    ResponseHead {
+        status: rparts.status.as_u16(),
+        version: version_name(rparts.version).to_owned(),
+        headers: recorded_headers(&rparts.headers),
+        content_type: header_text(&rparts.headers, header::CONTENT_TYPE),
+        content_encoding: header_text(&rparts.headers, header::CONTENT_ENCODING),
+        at: Instant::now(),
+    }
+}
+
+/// Sends the request upstream (headers cleaned, prefix stripped) and waits
+/// for the response head, or answers why it could not.
+pub(super) async fn send_upstream(
+    state: &ProxyState,
+    parts: Parts,
+    body: RequestBody,
+    resolved: &Resolved<'_>,
+    start: Instant,
+) -> Result<Response<Incoming>, LocalAnswer> {
     let mut out_headers = parts.headers;
     headers::strip(&mut out_headers);
     out_headers.remove(header::HOST);
-    let mut upstream_req = Request::new(request_body);
+    let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = parts.method;
     *upstream_req.uri_mut() = resolved.upstream_uri.clone();
     *upstream_req.headers_mut() = out_headers;
@@ -266,49 +320,29 @@ async fn forward(
     let upstream = origin(&resolved.upstream_uri);
     let sent =
         tokio::time::timeout(state.upstream_timeout, state.client.request(upstream_req)).await;
-    let answer = match sent {
+    match sent {
         Ok(Ok(resp)) => {
             state
                 .recorder
                 .metrics
                 .upstream_latency(route, start.elapsed());
-            let (mut rparts, rbody) = resp.into_parts();
-            headers::strip(&mut rparts.headers);
-            let (recorder, response_capture) = BodyRecorder::new(state.capture_max_body);
-            capture.report(UpstreamEvent::Response {
-                head: ResponseHead {
-                    status: rparts.status.as_u16(),
-                    version: version_name(rparts.version).to_owned(),
-                    headers: recorded_headers(&rparts.headers),
-                    content_type: header_text(&rparts.headers, header::CONTENT_TYPE),
-                    content_encoding: header_text(&rparts.headers, header::CONTENT_ENCODING),
-                    at: Instant::now(),
-                },
-                body: response_capture,
-            });
-            guard.status = Some(rparts.status.as_u16());
-            // The agent's connection decides its own HTTP version.
-            rparts.version = Version::HTTP_11;
-            return Response::from_parts(
-                rparts,
-                ProxyBody::upstream(TeeBody::new(rbody, recorder)),
-            );
+            Ok(resp)
         }
         Ok(Err(e)) => {
             let cause = error_chain(&e);
             tracing::warn!(route = %route, upstream = %upstream, error = %cause, "upstream unreachable");
-            LocalAnswer {
+            Err(LocalAnswer {
                 status: CompletionStatus::UpstreamUnreachable,
                 http: StatusCode::BAD_GATEWAY,
                 code: "upstream_unreachable",
                 message: format!(
                     "sidetrace could not reach the upstream {upstream} (route {route}): {cause}. Check the route's upstream URL, DNS, TLS trust (--upstream-ca) and that the host is reachable from where sidetrace runs."
                 ),
-            }
+            })
         }
         Err(_) => {
             tracing::warn!(route = %route, upstream = %upstream, "upstream timeout");
-            LocalAnswer {
+            Err(LocalAnswer {
                 status: CompletionStatus::UpstreamTimeout,
                 http: StatusCode::GATEWAY_TIMEOUT,
                 code: "upstream_timeout",
@@ -316,21 +350,21 @@ async fn forward(
                     "the upstream {upstream} sent no response within {} (route {route}). The provider may be overloaded or the request very long; raise --upstream-timeout if such requests are expected.",
                     humantime::format_duration(state.upstream_timeout)
                 ),
-            }
+            })
         }
-    };
-    answer.send(provider, capture, guard)
+    }
 }
 
 /// Write-ahead mode: reads the request body (up to the capture cap),
 /// records the request durably, and only then lets it go upstream. The
 /// bytes read are replayed ahead of the rest.
-async fn write_ahead(
+pub(super) async fn write_ahead(
     state: &ProxyState,
-    meta: &RequestMeta,
     body: Incoming,
     recorder: BodyRecorder,
-) -> Result<RequestBody, LocalAnswer> {
+    start_record: impl FnOnce(BodyCapture) -> exchange::Built + Send + 'static,
+    fallback: exchange::Built,
+) -> Result<(RequestBody, String), LocalAnswer> {
     let mut tee = TeeBody::new(body, recorder);
     let mut prefix = VecDeque::new();
     let mut read = 0usize;
@@ -356,17 +390,16 @@ async fn write_ahead(
         }
     }
     let snapshot = BodyCapture::snapshot(prefix.iter().cloned().collect(), complete);
-    let start_meta = meta.clone();
-    let built =
-        tokio::task::spawn_blocking(move || exchange::request_start(&start_meta, &snapshot))
-            .await
-            .unwrap_or_else(|_| exchange::Built::minimal(meta));
+    let built = tokio::task::spawn_blocking(move || start_record(snapshot))
+        .await
+        .unwrap_or(fallback);
+    let id = built.interaction.id.clone();
     state
         .journal()
         .append_durable(Payload::InteractionStart(built.interaction), built.blobs)
         .await
         .map_err(|e| journal_unavailable(&e))?;
-    Ok(RequestBody::with_prefix(prefix, tee))
+    Ok((RequestBody::with_prefix(prefix, tee), id))
 }
 
 fn journal_unavailable(e: &Unavailable) -> LocalAnswer {

@@ -10,6 +10,7 @@ pub mod body;
 pub mod errors;
 pub mod forward;
 pub mod headers;
+pub mod mcp;
 pub mod routes;
 pub mod tee;
 pub mod upstream;
@@ -96,6 +97,15 @@ impl Server {
         let write_ahead = journal.durability() == crate::journal::Durability::WriteAhead;
         let journal_health = journal.health().clone();
         let identity = crate::identity::Identity::from_config(&config.identity)?;
+        let tasks = TaskTracker::new();
+        let mcp_sessions = Arc::new(mcp::sessions::Sessions::new(
+            crate::capture::mcp::recorder::Sink {
+                journal: journal.clone(),
+                metrics: metrics.clone(),
+                redact: config.redact_secrets,
+            },
+            tasks.clone(),
+        ));
         let state = Arc::new(ProxyState {
             routes: RouteTable::new(config.routes),
             identity,
@@ -105,13 +115,14 @@ impl Server {
                 metrics: metrics.clone(),
                 conversations: Arc::new(ConversationTracker::new()),
                 context_rules: config.context_rules.into(),
-                tasks: TaskTracker::new(),
+                tasks,
             },
             executions: ExecutionRegistry::new(config.execution, fingerprinter),
             capture_max_body: config.capture_max_body,
             redact_secrets: config.redact_secrets,
             upstream_timeout: config.upstream_timeout,
             listen,
+            mcp_sessions,
         });
         Ok(Self {
             listener,
@@ -233,6 +244,9 @@ impl Server {
         if let Some(p) = pruner {
             p.abort();
         }
+        // Open MCP sessions end with the proxy: their unanswered requests
+        // are recorded as such before the capture tasks are awaited.
+        state.mcp_sessions.close_all("proxy shutdown").await;
         let captures = &state.recorder.tasks;
         captures.close();
         if tokio::time::timeout(CAPTURE_FLUSH_TIMEOUT, captures.wait())
@@ -263,6 +277,7 @@ async fn close_idle_sessions(state: Arc<ProxyState>, idle: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        state.mcp_sessions.close_idle(idle).await;
         for id in state.executions.take_idle(idle) {
             let reason = format!("idle for {}", humantime::format_duration(idle));
             end_execution(&state, id, &reason).await;

@@ -185,6 +185,7 @@ async fn wrap(opts: WrapOptions) -> anyhow::Result<ExitCode> {
     let _ = to_server.await;
     drop(rec);
     recorder.close(reason.clone()).await;
+    drop(recorder);
     tasks.close();
     tasks.wait().await;
     // Let the agent read what the server said last.

@@ -121,7 +121,12 @@ pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
             b.mcp.malformed = !oversized;
             b.mcp.oversized = oversized;
             b.mcp.request_size = seen.size;
-            b.mcp.message_digest = digest.unwrap_or_else(|| crate::record::digest_of(&raw));
+            // An oversized message without a digest was cut before it could be hashed whole.
+            b.mcp.message_digest = match digest {
+                Some(d) => d,
+                None if oversized => String::new(),
+                None => crate::record::digest_of(&raw),
+            };
             let clean = b.cleaner.clean_bytes(raw.to_vec());
             b.mcp.raw_digest = b.store(clean);
             let kind = if oversized {
@@ -133,6 +138,31 @@ pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
             b.end(seen.at, CompletionStatus::Complete, "");
         }
     }
+    b.finish()
+}
+
+/// The record of an HTTP transport event (no JSON-RPC message of its own).
+pub fn transport(e: super::TransportEvent, session: &SessionInfo) -> (Interaction, Vec<Blob>) {
+    let mut b = Builder {
+        cleaner: Cleaner::new(false),
+        blobs: Vec::new(),
+        it: Interaction {
+            id: uuid::Uuid::now_v7().to_string(),
+            api: Api::Mcp as i32,
+            ..Default::default()
+        },
+        mcp: McpExchange::default(),
+    };
+    let seen = Seen {
+        at: e.start,
+        size: 0,
+        origin: e.origin,
+        batched: false,
+        record_id: None,
+    };
+    b.start(&seen, session);
+    b.mcp.transport_event = e.event.into();
+    b.end(e.end, e.status, &e.detail);
     b.finish()
 }
 

@@ -55,6 +55,20 @@ pub struct Origin {
     pub http: Option<HttpExchange>,
 }
 
+/// An HTTP exchange of an MCP route that is not itself a JSON-RPC message:
+/// the server's GET stream, the DELETE that ends a session, or an HTTP
+/// error with nothing JSON-RPC in it.
+#[derive(Debug, Clone)]
+pub struct TransportEvent {
+    /// "stream", "session_end" or "http_error".
+    pub event: &'static str,
+    pub origin: std::sync::Arc<Origin>,
+    pub start: std::time::SystemTime,
+    pub end: std::time::SystemTime,
+    pub status: crate::record::CompletionStatus,
+    pub detail: String,
+}
+
 /// Methods the MCP specification defines (2024-11-05 through 2026-07-28).
 pub const KNOWN_METHODS: &[&str] = &[
     "initialize",

@@ -176,6 +176,30 @@ impl Pairing {
         out
     }
 
+    /// Finishes the requests `side` sent in `bytes` that are still waiting:
+    /// their answer cannot come any more (the HTTP exchange that carried
+    /// them failed).
+    pub fn abandon(&mut self, side: Side, bytes: &[u8], reason: &str) -> Vec<Finished> {
+        let ids: Vec<String> = match message::parse(bytes) {
+            Parsed::Single(Rpc::Request { id, .. }) => vec![id],
+            Parsed::Batch(items) => items
+                .into_iter()
+                .filter_map(|r| match r {
+                    Rpc::Request { id, .. } => Some(id),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(req) = self.take_pending(&(side, id)) {
+                out.push(self.unanswered(side, req, reason.to_owned()));
+            }
+        }
+        out
+    }
+
     /// Finishes every request still waiting, and every early response.
     pub fn close(&mut self, reason: &str) -> Vec<Finished> {
         let mut out = Vec::new();

@@ -6,9 +6,9 @@
 //! the recorder waits for room after it has relayed the message, so the
 //! agent's traffic is never held back by recording under normal load and
 //! nothing is dropped under overload. Parsing runs on the blocking pool.
-//! The session ends when `close` is called (its pending requests are then
-//! recorded as unanswered, with the reason) or, failing that, when every
-//! handle is gone.
+//! `close` records the session's pending requests as unanswered, with the
+//! reason; the task itself ends when every handle is gone (after recording,
+//! the same way, anything left waiting).
 
 use std::sync::Arc;
 
@@ -19,17 +19,27 @@ use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::record::{Blob, Interaction};
 
-use super::SessionInfo;
+use bytes::Bytes;
+
 use super::interaction;
-use super::pairing::{Arrival, Finished, Pairing};
+use super::pairing::{Arrival, Pairing};
+use super::{SessionInfo, Side, TransportEvent};
 
 const QUEUE: usize = 256;
 
 enum Command {
-    Observe(Arrival),
+    /// A message, with its SSE event id when it came in one.
+    Observe(Arrival, Option<String>),
+    /// Requests in these bytes (sent by this side) will get no answer.
+    Abandon(Side, Bytes, String),
+    Transport(TransportEvent),
     SessionId(String),
     Close(String, oneshot::Sender<()>),
 }
+
+/// SSE event ids remembered per session, to skip events a resumed stream
+/// (`Last-Event-ID`) sends again.
+const MAX_EVENT_IDS: usize = 4096;
 
 /// Where finished records go.
 #[derive(Clone)]
@@ -73,7 +83,26 @@ impl SessionRecorder {
 
     /// Hands over a message; waits only when the recorder is `QUEUE` behind.
     pub async fn observe(&self, arrival: Arrival) {
-        if self.tx.send(Command::Observe(arrival)).await.is_err() {
+        self.send(Command::Observe(arrival, None)).await;
+    }
+
+    /// A message that came as an SSE event; one with an id already seen in
+    /// this session (a replay after `Last-Event-ID`) is not recorded twice.
+    pub async fn observe_event(&self, arrival: Arrival, event_id: Option<String>) {
+        self.send(Command::Observe(arrival, event_id)).await;
+    }
+
+    /// The requests `side` sent in `bytes` will get no answer: `reason`.
+    pub async fn abandon(&self, side: Side, bytes: Bytes, reason: String) {
+        self.send(Command::Abandon(side, bytes, reason)).await;
+    }
+
+    pub async fn transport(&self, event: TransportEvent) {
+        self.send(Command::Transport(event)).await;
+    }
+
+    async fn send(&self, cmd: Command) {
+        if self.tx.send(cmd).await.is_err() {
             tracing::error!("MCP session recorder is gone; a message was not recorded");
         }
     }
@@ -101,30 +130,30 @@ impl SessionRecorder {
 
 async fn run(pairing: Pairing, mut rx: mpsc::Receiver<Command>, sink: Sink) {
     let mut pairing = Some(Box::new(pairing));
+    let mut event_ids = EventIds::default();
     let redact = sink.redact;
     while let Some(cmd) = rx.recv().await {
-        let (arrival, close) = match cmd {
-            Command::Observe(a) => (Some(a), None),
+        let close = match &cmd {
+            Command::Close(..) => true,
+            Command::Observe(_, Some(id)) if !event_ids.first_time(id) => continue,
             Command::SessionId(id) => {
                 if let Some(p) = pairing.as_mut() {
-                    p.info.session_id = id;
+                    p.info.session_id = id.clone();
                 }
                 continue;
             }
-            Command::Close(reason, done) => (None, Some((reason, done))),
+            _ => false,
         };
         let mut p = pairing.take().unwrap_or_default();
-        let reason = close.as_ref().map(|(r, _)| r.clone());
+        let (work_cmd, done) = match cmd {
+            Command::Close(reason, done) => (Work::Close(reason), Some(done)),
+            Command::Observe(a, _) => (Work::Observe(a), None),
+            Command::Abandon(side, bytes, reason) => (Work::Abandon(side, bytes, reason), None),
+            Command::Transport(e) => (Work::Transport(e), None),
+            Command::SessionId(_) => unreachable!("handled above"),
+        };
         let work = tokio::task::spawn_blocking(move || {
-            let finished: Vec<Finished> = match (arrival, reason) {
-                (Some(a), _) => p.observe(a),
-                (None, Some(r)) => p.close(&r),
-                (None, None) => Vec::new(),
-            };
-            let built = finished
-                .into_iter()
-                .map(|f| interaction::build(f, redact))
-                .collect();
+            let built = work_cmd.apply(&mut p, redact);
             (p, built)
         })
         .await;
@@ -139,18 +168,60 @@ async fn run(pairing: Pairing, mut rx: mpsc::Receiver<Command>, sink: Sink) {
                 sink.metrics.capture_error("internal");
             }
         }
-        if let Some((_, done)) = close {
+        // After a close, the session's other exchanges (a GET stream the
+        // DELETE has not ended yet) may still report; the task ends when
+        // the last handle is gone.
+        if close && let Some(done) = done {
             let _ = done.send(());
-            return;
         }
     }
     // Every handle is gone without a close: record what was left waiting.
     if let Some(mut p) = pairing {
-        let left = p.close("the session's transport went away");
-        let built = left
+        let built = Work::Close("the session's transport went away".into()).apply(&mut p, redact);
+        sink.write(built).await;
+    }
+}
+
+enum Work {
+    Observe(Arrival),
+    Abandon(Side, Bytes, String),
+    Transport(TransportEvent),
+    Close(String),
+}
+
+impl Work {
+    fn apply(self, p: &mut Pairing, redact: bool) -> Vec<(Interaction, Vec<Blob>)> {
+        let finished = match self {
+            Work::Observe(a) => p.observe(a),
+            Work::Abandon(side, bytes, reason) => p.abandon(side, &bytes, &reason),
+            Work::Close(reason) => p.close(&reason),
+            Work::Transport(e) => return vec![interaction::transport(e, &p.info)],
+        };
+        finished
             .into_iter()
             .map(|f| interaction::build(f, redact))
-            .collect();
-        sink.write(built).await;
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct EventIds {
+    seen: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl EventIds {
+    fn first_time(&mut self, id: &str) -> bool {
+        if self.seen.contains(id) {
+            return false;
+        }
+        self.seen.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        if self.order.len() > MAX_EVENT_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
     }
 }
