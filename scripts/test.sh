@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs the pinned test clients
-# (the official OpenAI and Anthropic Python SDKs, Claude Code and Codex CLI)
+# (the official OpenAI, Anthropic and MCP Python SDKs, Claude Code and Codex CLI)
 # under target/test-env, checks formatting and lints, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,8 @@ step "Python SDK clients ($env_dir/py)"
 if [ ! -x "$env_dir/py/bin/python" ]; then
     python3 -m venv "$env_dir/py"
 fi
-"$env_dir/py/bin/pip" install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+"$env_dir/py/bin/pip" install --quiet --disable-pip-version-check \
+    -r tests/clients/requirements.txt -r tests/clients/mcp_requirements.txt
 
 step "Agent CLIs ($env_dir/agents)"
 mkdir -p "$env_dir/agents"

@@ -2,6 +2,7 @@
 //! the journal as a test reads it, the Python SDK clients, and raw HTTP.
 
 pub mod binary;
+pub mod mcp;
 pub mod mock;
 pub mod oidc;
 pub mod otlp;
