@@ -11,6 +11,7 @@
 mod attrs;
 pub mod config;
 pub mod content;
+mod mcp_spans;
 pub mod otlp;
 pub mod semconv;
 pub mod source;
@@ -27,6 +28,7 @@ use prost::Message as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::capture::mcp::link::link_tool_calls;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::Metrics;
 use crate::record::{Execution, journal_entry::Payload};
@@ -40,6 +42,8 @@ use spans::Policy;
 const MAX_BATCH_BYTES: usize = 3 * 1024 * 1024;
 const MAX_BATCH_SPANS: usize = 512;
 const ROWS_PER_READ: usize = 256;
+/// How far back an MCP tools/call looks for the model call it served.
+const LINK_WINDOW: usize = 500;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -362,6 +366,22 @@ fn spans_for(src: &Source, row: &Row, policy: &Policy) -> Result<Vec<Span>, Jour
     };
     let mut load = |d: &str| src.blob(d);
     Ok(match payload {
+        Payload::Interaction(it) if it.mcp.is_some() => {
+            let (seq, execution) = segment(&it.execution_id)?;
+            let trace = spans::trace_of(&execution, seq);
+            let m = it.mcp.as_ref().expect("matched");
+            let link = if m.method == "tools/call" {
+                let recent = src.interactions_before(&it.execution_id, row.seq, LINK_WINDOW)?;
+                link_tool_calls(&recent)
+                    .into_iter()
+                    .find(|l| l.mcp_interaction_id == it.id)
+            } else {
+                None
+            };
+            mcp_spans::mcp(&trace, it, m, link.as_ref(), policy, &mut load)
+                .into_iter()
+                .collect()
+        }
         Payload::Interaction(it) => {
             let (seq, execution) = segment(&it.execution_id)?;
             let trace = spans::trace_of(&execution, seq);

@@ -91,3 +91,26 @@ pub const SIDETRACE_CONTEXT_URI: &str = "sidetrace.context.uri";
 pub const SIDETRACE_CONTEXT_DIGEST: &str = "sidetrace.context.digest";
 pub const SIDETRACE_CONTEXT_SIZE: &str = "sidetrace.context.size";
 pub const SIDETRACE_CONTEXT_MIME_TYPE: &str = "sidetrace.context.mime_type";
+
+// MCP (semantic-conventions-genai `model/mcp`).
+pub const MCP_METHOD_NAME: &str = "mcp.method.name";
+/// Only for a session an `Mcp-Session-Id` names (never for 2026-07-28+).
+pub const MCP_SESSION_ID: &str = "mcp.session.id";
+pub const MCP_PROTOCOL_VERSION: &str = "mcp.protocol.version";
+pub const MCP_RESOURCE_URI: &str = "mcp.resource.uri";
+pub const JSONRPC_REQUEST_ID: &str = "jsonrpc.request.id";
+pub const RPC_RESPONSE_STATUS_CODE: &str = "rpc.response.status_code";
+pub const GEN_AI_PROMPT_NAME: &str = "gen_ai.prompt.name";
+pub const NETWORK_TRANSPORT: &str = "network.transport";
+pub const NETWORK_PROTOCOL_NAME: &str = "network.protocol.name";
+/// The protocol revision MCP 2026-07-28 made sessionless.
+pub const MCP_SESSIONLESS_VERSION: &str = "2026-07-28";
+pub const SIDETRACE_MCP_SESSION_ID: &str = "sidetrace.mcp.session.id";
+pub const SIDETRACE_MCP_SERVER_NAME: &str = "sidetrace.mcp.server.name";
+pub const SIDETRACE_MCP_INITIATOR: &str = "sidetrace.mcp.initiator";
+pub const SIDETRACE_MCP_UNANSWERED: &str = "sidetrace.mcp.unanswered";
+pub const SIDETRACE_MCP_PROGRESS_NOTIFICATIONS: &str = "sidetrace.mcp.progress_notifications";
+pub const SIDETRACE_MCP_RELATED_REQUEST_ID: &str = "sidetrace.mcp.related_request.id";
+pub const SIDETRACE_MCP_RESULT_DIGEST: &str = "sidetrace.mcp.result.digest";
+/// The span name of a message that is not readable JSON-RPC.
+pub const SPAN_MCP_INVALID: &str = "mcp invalid message";

@@ -138,6 +138,41 @@ impl Source {
         ))
     }
 
+    /// The latest `limit` interaction records of an execution up to `seq`,
+    /// oldest first.
+    pub fn interactions_before(
+        &self,
+        execution_id: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Interaction>, JournalError> {
+        let mut stmt = self
+            .read
+            .prepare_cached(
+                "SELECT entry FROM entries WHERE execution_id = ?1 AND kind = 'interaction'
+                 AND seq <= ?2 AND entry IS NOT NULL ORDER BY seq DESC LIMIT ?3",
+            )
+            .map_err(self.sq())?;
+        let rows = stmt
+            .query_map(params![execution_id, seq as i64, limit as i64], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .map_err(self.sq())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let bytes = row.map_err(self.sq())?;
+            if let Ok(JournalEntry {
+                payload: Some(Payload::Interaction(i)),
+                ..
+            }) = JournalEntry::decode(bytes.as_slice())
+            {
+                out.push(i);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
         self.read
             .query_row("SELECT data FROM blobs WHERE digest = ?1", [digest], |r| {

@@ -48,7 +48,7 @@ fn hash(parts: &[&str]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn span_id(parts: &[&str]) -> [u8; 8] {
+pub(super) fn span_id(parts: &[&str]) -> [u8; 8] {
     let h = hash(parts);
     let mut id = [0u8; 8];
     id.copy_from_slice(&h[..8]);
@@ -91,7 +91,7 @@ pub fn trace_of(execution: &Execution, segment_seq: u64) -> TraceRef {
     }
 }
 
-fn nanos(t: &Option<Timestamp>) -> u64 {
+pub(super) fn nanos(t: &Option<Timestamp>) -> u64 {
     t.map_or(0, |t| {
         (t.seconds.max(0) as u64) * 1_000_000_000 + t.nanos.max(0) as u64
     })
@@ -103,7 +103,7 @@ fn agent_name(user_agent: &str) -> &str {
     if name.is_empty() { "agent" } else { name }
 }
 
-fn span(
+pub(super) fn span(
     trace: &TraceRef,
     id: [u8; 8],
     parent: Option<[u8; 8]>,
@@ -242,20 +242,7 @@ pub fn chat(
     }
     a.str(SIDETRACE_INTERACTION_ID, &it.id);
     if let Some(http) = &it.http {
-        if let Ok(uri) = http.upstream_url.parse::<http::Uri>() {
-            a.str(SERVER_ADDRESS, uri.host().unwrap_or_default());
-            let port = uri
-                .port_u16()
-                .unwrap_or(if uri.scheme_str() == Some("https") {
-                    443
-                } else {
-                    80
-                });
-            a.int(SERVER_PORT, i64::from(port));
-        }
-        if http.status > 0 {
-            a.int(HTTP_RESPONSE_STATUS_CODE, i64::from(http.status));
-        }
+        server_attrs(&mut a, http);
     }
     common(
         &mut a,
@@ -283,29 +270,7 @@ pub fn chat(
     }
     chat_content(&mut a, it, api, policy, load);
     s.attributes = a.0;
-    s.events = it
-        .context_refs
-        .iter()
-        .map(|r| {
-            let mut e = Attrs::default();
-            e.str(SIDETRACE_CONTEXT_KIND, &r.kind);
-            e.str(
-                SIDETRACE_CONTEXT_URI,
-                &content::bounded(&r.uri, policy.max_attribute_size, policy.redact).value,
-            );
-            e.str(SIDETRACE_CONTEXT_DIGEST, &r.digest);
-            e.int(SIDETRACE_CONTEXT_SIZE, r.size as i64);
-            e.str(SIDETRACE_CONTEXT_MIME_TYPE, &r.mime_type);
-            e.str(GEN_AI_TOOL_CALL_ID, &r.tool_call_id);
-            e.str(GEN_AI_TOOL_NAME, &r.tool_name);
-            Event {
-                time_unix_nano: nanos(&timing.start_time),
-                name: EVENT_CONTEXT_REFERENCE.into(),
-                attributes: e.0,
-                dropped_attributes_count: 0,
-            }
-        })
-        .collect();
+    s.events = context_events(it, policy);
     // The agent's own span for this request, when it is in another trace.
     if let Some((t, sp)) = parse_traceparent(&it.traceparent)
         && t != trace.trace_id
@@ -327,16 +292,66 @@ pub fn chat(
         } else {
             it.error_message.as_str()
         };
-        s.status = Some(Status {
-            code: status::StatusCode::Error as i32,
-            message: if message.is_empty() {
-                e
-            } else {
-                message.to_owned()
-            },
-        });
+        s.status = Some(error_status(message, e));
     }
     s
+}
+
+/// `server.address`/`server.port` of the real upstream, and the HTTP status.
+pub(super) fn server_attrs(a: &mut Attrs, http: &crate::record::HttpExchange) {
+    if let Ok(uri) = http.upstream_url.parse::<http::Uri>() {
+        a.str(SERVER_ADDRESS, uri.host().unwrap_or_default());
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        a.int(SERVER_PORT, i64::from(port));
+    }
+    if http.status > 0 {
+        a.int(HTTP_RESPONSE_STATUS_CODE, i64::from(http.status));
+    }
+}
+
+/// An ERROR status with the message, else the error type.
+pub(super) fn error_status(message: &str, error_type: String) -> Status {
+    Status {
+        code: status::StatusCode::Error as i32,
+        message: if message.is_empty() {
+            error_type
+        } else {
+            message.to_owned()
+        },
+    }
+}
+
+/// The context an interaction retrieved, as span events.
+pub(super) fn context_events(it: &Interaction, policy: &Policy) -> Vec<Event> {
+    let timing = it.timing.unwrap_or_default();
+    it.context_refs
+        .iter()
+        .map(|r| {
+            let mut e = Attrs::default();
+            e.str(SIDETRACE_CONTEXT_KIND, &r.kind);
+            e.str(
+                SIDETRACE_CONTEXT_URI,
+                &content::bounded(&r.uri, policy.max_attribute_size, policy.redact).value,
+            );
+            e.str(SIDETRACE_CONTEXT_DIGEST, &r.digest);
+            e.int(SIDETRACE_CONTEXT_SIZE, r.size as i64);
+            e.str(SIDETRACE_CONTEXT_MIME_TYPE, &r.mime_type);
+            e.str(GEN_AI_TOOL_CALL_ID, &r.tool_call_id);
+            e.str(GEN_AI_TOOL_NAME, &r.tool_name);
+            Event {
+                time_unix_nano: nanos(&timing.start_time),
+                name: EVENT_CONTEXT_REFERENCE.into(),
+                attributes: e.0,
+                dropped_attributes_count: 0,
+            }
+        })
+        .collect()
 }
 
 /// `error.type`: the provider's error type, else the HTTP status, else how the exchange ended.
