@@ -112,7 +112,7 @@ async fn a_model_tool_call_served_over_mcp_is_linked() {
     for needle in [
         "ran by MCP files read_file",
         &format!("<- model call mcp__files__read_file [{CALL_ID}]"),
-        &format!("result in #"),
+        "result in #",
     ] {
         assert!(
             text.contains(needle),
