@@ -10,6 +10,7 @@ mod export;
 mod failures;
 mod journal_tamper;
 mod linking;
+mod mcp_http;
 mod mcp_link;
 mod mcp_stdio;
 mod passthrough;

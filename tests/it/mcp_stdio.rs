@@ -13,21 +13,6 @@ fn journal_in(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("journal.db")
 }
 
-/// The parts of the SDK client's report that come from the server.
-fn served(out: &Value) -> Value {
-    json!({
-        "initialize": out["initialize"],
-        "tools": out["tools"],
-        "read_file": out["read_file"],
-        "read_file_missing": out["read_file_missing"],
-        "slow_count": out["slow_count"],
-        "resource": out["resource"],
-        "prompt": out["prompt"],
-        "notifications": out["notifications"],
-        "transport_errors": out["transport_errors"],
-    })
-}
-
 async fn verify(journal: &std::path::Path) {
     let out = tokio::process::Command::new(crate::common::binary::BIN)
         .args(["journal", "verify", "--journal"])

@@ -44,6 +44,63 @@ pub fn wrapper_command(journal: &Path, args: &[&str]) -> Vec<String> {
     cmd
 }
 
+/// The parts of the SDK client's report that come from the server.
+pub fn served(out: &Value) -> Value {
+    json!({
+        "initialize": out["initialize"],
+        "tools": out["tools"],
+        "read_file": out["read_file"],
+        "read_file_missing": out["read_file_missing"],
+        "slow_count": out["slow_count"],
+        "resource": out["resource"],
+        "prompt": out["prompt"],
+        "notifications": out["notifications"],
+        "transport_errors": out["transport_errors"],
+    })
+}
+
+/// The SDK test server over HTTP (`http` or `sse` transport) on port 0.
+pub struct HttpServer {
+    /// Killed when dropped.
+    _child: Child,
+    /// Its endpoint: `http://127.0.0.1:PORT/mcp` (or `/sse`).
+    pub url: String,
+}
+
+impl HttpServer {
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(python());
+        cmd.arg(client_script("mcp_server.py"))
+            .args(args)
+            .args(["--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the MCP test server starts");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        tokio::time::timeout(HANG, stdout.read_line(&mut line))
+            .await
+            .expect("the MCP test server says where it listens")
+            .unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("mcp_server.py printed {line:?}: {e}"));
+        Self {
+            _child: child,
+            url: v["url"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, without the endpoint path.
+    pub fn origin(&self) -> String {
+        let u: http::Uri = self.url.parse().unwrap();
+        format!("http://{}", u.authority().unwrap())
+    }
+}
+
 /// Every MCP record in the journal, in the order exchanges began.
 pub fn mcp_records(views: &[ExecutionView]) -> Vec<(Interaction, McpExchange)> {
     views
