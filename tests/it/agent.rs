@@ -22,7 +22,7 @@ fn agents_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-env/agents/node_modules")
 }
 
-fn agent_binary(env: &str, relative: &str) -> PathBuf {
+pub(crate) fn agent_binary(env: &str, relative: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
@@ -57,7 +57,7 @@ fn tool_results(it: &Interaction) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn show(journal: &Path) -> String {
+pub(crate) async fn show(journal: &Path) -> String {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sidetrace"))
         .args(["show", "--journal"])
         .arg(journal)

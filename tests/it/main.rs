@@ -4,6 +4,7 @@
 mod common;
 
 mod agent;
+mod agent_mcp;
 mod cli;
 mod durability;
 mod export;

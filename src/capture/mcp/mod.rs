@@ -104,6 +104,7 @@ pub const KNOWN_METHODS: &[&str] = &[
     "notifications/roots/list_changed",
     "notifications/elicitation/complete",
     "notifications/tasks/status",
+    "notifications/subscriptions/acknowledged",
 ];
 
 pub fn is_known_method(method: &str) -> bool {
