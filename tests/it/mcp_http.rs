@@ -22,9 +22,19 @@ async fn client(url: &str, transport: &str, mode: &str) -> Value {
 }
 
 async fn proxy_to(route: &str, upstream: &str, receiver: Option<&Receiver>) -> TestProxy {
+    proxy_with(route, upstream, receiver, "batched").await
+}
+
+async fn proxy_with(
+    route: &str,
+    upstream: &str,
+    receiver: Option<&Receiver>,
+    durability: &str,
+) -> TestProxy {
     let spec = format!("{route}={upstream}");
     TestProxy::start(&[("/anthropic", "https://api.anthropic.com")], |o| {
         o.mcp_routes = vec![spec];
+        o.durability = Some(durability.into());
         if let Some(r) = receiver {
             o.export.endpoint = Some(r.url());
         }
@@ -135,9 +145,9 @@ async fn streamable_http_with_a_session_sse_answers_and_spans() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn streamable_http_with_json_answers() {
+async fn streamable_http_with_json_answers_in_write_ahead_mode() {
     let server = HttpServer::start(&["http", "--json-response"], &[]).await;
-    let mut proxy = proxy_to("/tools", &server.url, None).await;
+    let mut proxy = proxy_with("/tools", &server.url, None, "write-ahead").await;
     let direct = client(&server.url, "http", "legacy").await;
     let out = client(&proxy.url("/tools"), "http", "legacy").await;
     assert_eq!(served(&out), served(&direct));
@@ -156,6 +166,14 @@ async fn streamable_http_with_json_answers() {
         .collect();
     all_answered(&records, "/tools");
     script_recorded(&records, &proxy.journal);
+    // Each request's durable start record was completed by its full record.
+    for (it, m) in &records {
+        assert_ne!(
+            it.completion.as_ref().unwrap().status,
+            CompletionStatus::NotRecorded as i32,
+            "{m:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

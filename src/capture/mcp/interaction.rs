@@ -47,6 +47,13 @@ pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
             b.request(&request);
             match response {
                 Some((seen, outcome)) => {
+                    // A client's answer to a server request may carry the
+                    // write-ahead record id (its message was the one sent).
+                    if request.seen.record_id.is_none()
+                        && let Some(id) = &seen.record_id
+                    {
+                        b.it.id = id.clone();
+                    }
                     b.mcp.response_size = seen.size;
                     b.end(seen.at, CompletionStatus::Complete, "");
                     b.outcome(&request, outcome);
@@ -158,7 +165,7 @@ pub fn transport(e: super::TransportEvent, session: &SessionInfo) -> (Interactio
         size: 0,
         origin: e.origin,
         batched: false,
-        record_id: None,
+        record_id: e.record_id,
     };
     b.start(&seen, session);
     b.mcp.transport_event = e.event.into();

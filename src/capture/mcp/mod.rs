@@ -67,6 +67,8 @@ pub struct TransportEvent {
     pub end: std::time::SystemTime,
     pub status: crate::record::CompletionStatus,
     pub detail: String,
+    /// The write-ahead start record this completes, if any.
+    pub record_id: Option<String>,
 }
 
 /// Methods the MCP specification defines (2024-11-05 through 2026-07-28).

@@ -5,11 +5,12 @@
 //! roots) pair like any other. Notifications, malformed messages and
 //! responses nobody asked for are finished at once; requests when their
 //! response comes, when they are cancelled, or when the session closes.
-//! Over HTTP a response can overtake its request on the way to the
-//! recorder (two connections); such early responses wait for it.
+//! Over HTTP a response (or a progress notification) can overtake its
+//! request on the way to the recorder (two connections); such early
+//! messages wait for it.
 //!
 //! Bounds: `MAX_PENDING` requests awaiting answers and `MAX_EARLY` early
-//! responses per session; past them the oldest is finished as unanswered
+//! responses (and as many early progress notifications) per session; past them the oldest is finished as unanswered
 //! (or orphaned) rather than kept. Nothing here does I/O, so it cannot
 //! fail; every message observed comes out in exactly one `Finished`.
 
@@ -115,6 +116,8 @@ pub struct Pairing {
     progress_tokens: HashMap<String, (Side, String)>,
     early: HashMap<(Side, String), (Seen, Result<Value, RpcError>)>,
     early_order: VecDeque<(Side, String)>,
+    /// Progress notifications whose request has not been seen yet (HTTP).
+    early_progress: VecDeque<(String, Side, Option<Value>, Seen)>,
     /// Responses may overtake requests (HTTP); otherwise they are orphans at once.
     tolerate_reorder: bool,
     pub info: SessionInfo,
@@ -208,6 +211,9 @@ impl Pairing {
                 out.push(self.unanswered(key.0, req, reason.to_owned()));
             }
         }
+        for (_, from, params, seen) in std::mem::take(&mut self.early_progress) {
+            out.push(self.progress_note(from, params, seen, None));
+        }
         for key in std::mem::take(&mut self.early_order) {
             if let Some((seen, outcome)) = self.early.remove(&key) {
                 out.push(self.orphan(key.0.other(), key.1, outcome, seen));
@@ -239,7 +245,18 @@ impl Pairing {
                     out.push(self.exchange(side, req, early));
                     return;
                 }
+                let mut req = req;
                 if let Some(token) = progress_token(req.params.as_ref()) {
+                    // Progress that overtook its request now has it.
+                    let (early, rest): (VecDeque<_>, VecDeque<_>) =
+                        std::mem::take(&mut self.early_progress)
+                            .into_iter()
+                            .partition(|(t, ..)| *t == token);
+                    self.early_progress = rest;
+                    for (_, from, params, seen) in early {
+                        req.progress += 1;
+                        out.push(self.progress_note(from, params, seen, Some(req.id.clone())));
+                    }
                     self.progress_tokens.insert(token, key.clone());
                 }
                 self.pending.insert(key.clone(), req);
@@ -279,6 +296,23 @@ impl Pairing {
                 }
             }
             Rpc::Notification { method, params } => {
+                if self.tolerate_reorder
+                    && method == "notifications/progress"
+                    && let Some(token) = params
+                        .as_ref()
+                        .and_then(|p| p.get("progressToken"))
+                        .map(Value::to_string)
+                    && !self.progress_tokens.contains_key(&token)
+                {
+                    // Its request may still be on its way (another connection).
+                    self.early_progress.push_back((token, side, params, seen));
+                    while self.early_progress.len() > MAX_EARLY {
+                        let (_, from, params, seen) =
+                            self.early_progress.pop_front().expect("not empty");
+                        out.push(self.progress_note(from, params, seen, None));
+                    }
+                    return;
+                }
                 let related = self.related(side, &method, params.as_ref(), out);
                 out.push(Finished::Notification {
                     from: side,
@@ -337,6 +371,23 @@ impl Pairing {
                 Some(id)
             }
             _ => None,
+        }
+    }
+
+    fn progress_note(
+        &self,
+        from: Side,
+        params: Option<Value>,
+        seen: Seen,
+        related: Option<String>,
+    ) -> Finished {
+        Finished::Notification {
+            from,
+            method: "notifications/progress".into(),
+            params,
+            seen,
+            related,
+            session: self.info.clone(),
         }
     }
 

@@ -170,3 +170,30 @@ fn pending_is_bounded() {
     assert_eq!(finished, 3);
     assert_eq!(p.pending(), MAX_PENDING);
 }
+
+#[test]
+fn progress_that_overtakes_its_request_still_counts() {
+    let mut p = Pairing::new(SessionInfo::default(), true);
+    let early = p.observe(arrival(
+        Side::Server,
+        r#"{"method":"notifications/progress","params":{"progressToken":7,"progress":1}}"#,
+    ));
+    assert!(early.is_empty(), "held until its request shows up");
+    let out = p.observe(arrival(
+        Side::Client,
+        r#"{"id":7,"method":"tools/call","params":{"name":"slow","_meta":{"progressToken":7}}}"#,
+    ));
+    assert!(matches!(&out[0], Finished::Notification { related: Some(r), .. } if r == "7"));
+    let done = p.observe(arrival(Side::Server, r#"{"id":7,"result":{}}"#));
+    assert!(matches!(&done[0], Finished::Exchange { request, .. } if request.progress == 1));
+    // Progress for a request never seen comes out at the end, unrelated.
+    p.observe(arrival(
+        Side::Server,
+        r#"{"method":"notifications/progress","params":{"progressToken":"x","progress":1}}"#,
+    ));
+    let closed = p.close("bye");
+    assert!(matches!(
+        &closed[0],
+        Finished::Notification { related: None, .. }
+    ));
+}

@@ -169,6 +169,7 @@ impl Exchange {
                     if sent.is_none() {
                         recorder
                             .transport(self.event(
+                                false,
                                 "http_error",
                                 &origin,
                                 CompletionStatus::Complete,
@@ -214,12 +215,12 @@ impl Exchange {
         let method = self.meta.method.as_str();
         if method == "GET" {
             recorder
-                .transport(self.event("stream", &origin, end_status, &detail))
+                .transport(self.event(sent.is_some(), "stream", &origin, end_status, &detail))
                 .await;
         }
         if method == "DELETE" {
             recorder
-                .transport(self.event("session_end", &origin, end_status, &detail))
+                .transport(self.event(sent.is_some(), "session_end", &origin, end_status, &detail))
                 .await;
             let ok = origin
                 .http
@@ -297,6 +298,7 @@ impl Exchange {
 
     fn event(
         &self,
+        request_had_body: bool,
         event: &'static str,
         origin: &Arc<Origin>,
         status: CompletionStatus,
@@ -309,6 +311,13 @@ impl Exchange {
             end: SystemTime::now(),
             status,
             detail: detail.to_owned(),
+            // A request without a message: its write-ahead start record
+            // becomes this event's record.
+            record_id: if request_had_body {
+                None
+            } else {
+                self.record_id.clone()
+            },
         }
     }
 }
