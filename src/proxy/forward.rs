@@ -49,6 +49,8 @@ pub struct ProxyState {
     pub listen: SocketAddr,
     /// MCP sessions being recorded on `protocol = "mcp"` routes.
     pub mcp_sessions: Arc<super::mcp::sessions::Sessions>,
+    /// Cancelled at shutdown: MCP servers' GET streams end then.
+    pub mcp_streams: tokio_util::sync::CancellationToken,
 }
 
 impl ProxyState {

@@ -123,6 +123,7 @@ impl Server {
             upstream_timeout: config.upstream_timeout,
             listen,
             mcp_sessions,
+            mcp_streams: CancellationToken::new(),
         });
         Ok(Self {
             listener,
@@ -227,6 +228,9 @@ impl Server {
 
         admin.set_ready(false);
         drop(listener);
+        // Long-lived MCP server streams would hold the drain to its timeout;
+        // they end now, and their clients resume them (Last-Event-ID) elsewhere.
+        state.mcp_streams.cancel();
         tracing::info!(timeout = %humantime::format_duration(drain_timeout), "shutting down: draining in-flight requests");
         connections.close();
         if tokio::time::timeout(drain_timeout, graceful.shutdown())

@@ -13,6 +13,18 @@ Options (before the transport word):
                         auto: the SDK's own default - probe server/discover, fall back to initialize;
                         2026-07-28: adopt the modern per-request protocol without a probe
     --read-path PATH    connect, then only call read_file(PATH) (for MCP_TEST_MISBEHAVE die/hang)
+    --confirm           after the script, call confirm(question="Deploy?"); the server sends an
+                        elicitation/create request mid-call, which the client's elicitation
+                        callback accepts with {"ok": true}. Adds "confirm": {"result",
+                        "is_error", "error", "asked", "mode", "schema", "requests"} to the
+                        output: the tool's text and isError (or the JSON-RPC error "CODE:
+                        message" answering tools/call), the elicitation's message, mode and
+                        requestedSchema as the callback saw them (null if none arrived) and
+                        how many arrived. Exit 1 unless the call succeeded after exactly
+                        one elicitation. With the flag the client also declares the
+                        elicitation capability at initialize (without it, none, as before).
+                        Legacy mode: the question is a server-to-client request mid-call;
+                        2026-07-28: it rides an InputRequiredResult and tools/call is retried.
 
 Runs a fixed script (initialize, tools/list, read_file notes.txt, read_file
 missing.txt, slow_count n=3 with progress, resources/read file:///notes.txt,
@@ -33,8 +45,10 @@ from typing import Any
 import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
+from mcp import types as mcp_types
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 NOTES_URI = "file:///notes.txt"
 
@@ -148,7 +162,22 @@ async def run(args: argparse.Namespace, out: dict[str, Any]) -> None:
         else:
             notifications.append(getattr(getattr(message, "root", message), "method", type(message).__name__))
 
-    client = Client(server, mode=args.mode, read_timeout_seconds=timeout, message_handler=on_message)
+    asked: list[dict[str, Any]] = []
+
+    async def on_elicit(context: Any, params: Any) -> mcp_types.ElicitResult:
+        # Deterministic answer for --confirm: always accept with ok=true.
+        asked.append(
+            {
+                "message": params.message,
+                "mode": getattr(params, "mode", None),
+                "schema": getattr(params, "requested_schema", None),
+            }
+        )
+        return mcp_types.ElicitResult(action="accept", content={"ok": True})
+
+    # Only pass the callback with --confirm: it changes the capabilities sent at initialize.
+    extra: dict[str, Any] = {"elicitation_callback": on_elicit} if args.confirm else {}
+    client = Client(server, mode=args.mode, read_timeout_seconds=timeout, message_handler=on_message, **extra)
     try:
         # anyio cancel scopes must nest properly around the client's task groups, so the
         # connect and shutdown deadlines live on one scope outside `async with client`.
@@ -175,6 +204,8 @@ async def run(args: argparse.Namespace, out: dict[str, Any]) -> None:
                         out["read_path"] = {"path": args.read_path, **_tool_result(r)}
                     else:
                         await script(client, timeout, out)
+                    if args.confirm:
+                        await confirm(client, timeout, out, asked)
                     out["step"] = "done"
                 finally:
                     phase = "shutdown"
@@ -237,11 +268,31 @@ async def script(client: Client, timeout: float, out: dict[str, Any]) -> None:
     }
 
 
+async def confirm(client: Client, timeout: float, out: dict[str, Any], asked: list[dict[str, Any]]) -> None:
+    out["step"] = "confirm"
+    result: dict[str, Any] = {"result": None, "is_error": None, "error": None}
+    out["confirm"] = result
+    try:
+        with anyio.fail_after(timeout):
+            r = await client.call_tool("confirm", {"question": "Deploy?"})
+        result["result"] = _texts(r.content)
+        result["is_error"] = bool(r.is_error)
+    except MCPError as exc:  # a JSON-RPC error answering tools/call (e.g. no back-channel)
+        result["error"] = f"{exc.error.code}: {exc.error.message}"
+    first = asked[0] if asked else {}
+    result.update(
+        asked=first.get("message"), mode=first.get("mode"), schema=first.get("schema"), requests=len(asked)
+    )
+    if result["error"] or result["is_error"] or len(asked) != 1:
+        raise RuntimeError(f"confirm failed: {json.dumps(result)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--mode", default="legacy", help="legacy | auto | 2026-07-28 (default legacy)")
     parser.add_argument("--read-path", default=None)
+    parser.add_argument("--confirm", action="store_true", help='call confirm("Deploy?"), answering its elicitation')
     sub = parser.add_subparsers(dest="transport", required=True)
     stdio = sub.add_parser("stdio")
     stdio.add_argument("command", nargs=argparse.REMAINDER)

@@ -23,6 +23,16 @@ Usage:
 Offers:
     tool     read_file(path)   "notes.txt" -> fixed text; other paths -> isError result
     tool     slow_count(n)     n progress notifications, then "counted n"
+    tool     confirm(question) asks the client elicitation/create (form mode, message =
+                               question, requestedSchema {ok: boolean}), then returns
+                               "confirmed: yes" / "confirmed: no" (accepted, ok true/false),
+                               "declined" or "cancelled". Up to protocol 2025-11-25 that is a
+                               server-to-client JSON-RPC request sent while tools/call is
+                               open (stdio, http with SSE responses, sse; http with
+                               --json-response or --stateless has no back-channel, so
+                               tools/call gets a JSON-RPC error instead). From 2026-07-28 the
+                               question rides an InputRequiredResult and the client retries
+                               tools/call with inputResponses (works on every transport).
     resource file:///notes.txt (text/plain)
     prompt   review(code)      one user message "Please review:\n{code}"
 
@@ -43,13 +53,15 @@ import json
 import os
 import socket
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import uvicorn
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.elicitation import ElicitationResult
+from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 
 SERVER_NAME = "sidetrace-test-server"
@@ -85,6 +97,28 @@ async def slow_count(n: int, ctx: Context) -> str:
             await ctx.close_sse_stream()  # no-op unless http with --event-store
         await anyio.sleep(0.01)
     return f"counted {n}"
+
+
+class Confirmation(BaseModel):
+    # The elicitation form: one required boolean field. (No docstring: it would become the
+    # schema's "description".)
+    ok: bool
+
+
+def ask_confirmation(question: str) -> Elicit[Confirmation]:
+    # An SDK resolver: the framework asks the client in whatever way the negotiated protocol
+    # uses (see the module docstring) and injects the outcome into confirm's `answer`.
+    return Elicit(question, Confirmation)
+
+
+@mcp.tool()
+async def confirm(
+    question: str, answer: Annotated[ElicitationResult[Confirmation], Resolve(ask_confirmation)]
+) -> str:
+    """Ask the user to confirm something."""
+    if answer.action == "accept":
+        return "confirmed: yes" if answer.data.ok else "confirmed: no"
+    return "declined" if answer.action == "decline" else "cancelled"
 
 
 @mcp.resource("file:///notes.txt", name="notes", mime_type="text/plain")

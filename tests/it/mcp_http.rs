@@ -300,3 +300,57 @@ async fn an_unreachable_server_gets_a_json_rpc_error_and_a_record() {
     );
     assert_eq!(it.http.as_ref().unwrap().status, 502);
 }
+
+/// A server's GET stream stays open for the whole session; at shutdown the
+/// proxy ends it (the client may resume elsewhere) instead of waiting out
+/// the drain timeout, and records it.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_ends_open_server_streams() {
+    use http_body_util::{BodyExt, Full};
+    let server = HttpServer::start(&["http"], &[]).await;
+    let journal = tempfile::tempdir().unwrap();
+    let journal_path = journal.path().join("journal.db");
+    let proxy = crate::common::binary::RunningProxy::start(&[
+        "--mcp-route",
+        &format!("/tools={}", server.url),
+        "--journal",
+        journal_path.to_str().unwrap(),
+        "--drain-timeout",
+        "10m",
+    ])
+    .await;
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let accept = ("accept", "application/json, text/event-stream");
+    let (status, headers, _) = post(
+        &proxy.url("/tools"),
+        &[("content-type", "application/json"), accept],
+        init,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let session = headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let req = http::Request::get(proxy.url("/tools"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(HANG, http_client(false).request(req))
+        .await
+        .expect("the stream opens")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    proxy.terminate();
+    // The stream ends (cleanly) long before the 10m drain timeout.
+    let body = tokio::time::timeout(HANG, resp.into_body().collect()).await;
+    assert!(body.expect("the stream ended at shutdown").is_ok());
+    let (code, _) = proxy.wait().await;
+    assert_eq!(code, 0);
+    let records = mcp_records(&read_journal(&journal_path));
+    let stream = records
+        .iter()
+        .find(|(_, m)| m.transport_event == "stream")
+        .expect("the GET stream is recorded");
+    assert_eq!(stream.1.session_id, session);
+    exchange(&records, "initialize", |m| m.session_id == session);
+}

@@ -62,6 +62,7 @@ pub(super) async fn forward(
     };
     // A GET without a session opens an HTTP+SSE transport stream, whose
     // `endpoint` event must point back through this route.
+    let method = parts.method.clone();
     let rewrite = (parts.method == Method::GET && session_id.is_none()).then(|| EndpointRewrite {
         route_prefix: resolved.route.prefix.clone(),
         upstream_base: resolved
@@ -115,7 +116,9 @@ pub(super) async fn forward(
         && !crate::capture::decode::is_encoded(&head.content_encoding);
     let (body, capture_body) = if stream {
         let rewrite = rewrite.filter(|_| rparts.status.is_success());
-        let (tap, events) = McpTap::new(rbody, state.capture_max_body, rewrite);
+        // A GET opens a stream the server keeps open: end it at shutdown.
+        let stop = (method == Method::GET).then(|| state.mcp_streams.clone());
+        let (tap, events) = McpTap::new(rbody, state.capture_max_body, rewrite, stop);
         (ProxyBody::mcp(tap), ResponseBody::Events(events))
     } else {
         let (recorder, whole) = BodyRecorder::new(state.capture_max_body);

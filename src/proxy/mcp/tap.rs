@@ -12,6 +12,7 @@
 //! rewritten to the same path under sidetrace's route.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
@@ -20,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
+use tokio_util::sync::{CancellationToken, PollSender, WaitForCancellationFutureOwned};
 
 use crate::capture::body::BodyEnd;
 use crate::capture::sse::{SseDecoder, SseEvent};
@@ -68,13 +69,19 @@ pub struct McpTap {
     finished: bool,
     /// Looking for the `endpoint` event: bytes held back until it is found.
     rewrite: Option<(EndpointRewrite, BytesMut)>,
+    /// Ends the stream early (at shutdown) when it fires.
+    stop: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl McpTap {
+    /// `stop`, when given, ends the stream cleanly once cancelled: a
+    /// server's GET stream would otherwise hold shutdown until the drain
+    /// timeout, and MCP clients resume such streams elsewhere.
     pub fn new(
         inner: Incoming,
         cap: usize,
         rewrite: Option<EndpointRewrite>,
+        stop: Option<CancellationToken>,
     ) -> (Self, mpsc::Receiver<TapEvent>) {
         let (tx, rx) = mpsc::channel(64);
         let tap = Self {
@@ -86,6 +93,7 @@ impl McpTap {
             held_err: None,
             finished: false,
             rewrite: rewrite.map(|r| (r, BytesMut::new())),
+            stop: stop.map(|t| Box::pin(t.cancelled_owned())),
         };
         (tap, rx)
     }
@@ -182,6 +190,13 @@ impl Body for McpTap {
             }
             if this.finished {
                 return Poll::Ready(None);
+            }
+            if let Some(stop) = this.stop.as_mut()
+                && stop.as_mut().poll(cx).is_ready()
+            {
+                this.stop = None;
+                this.end(BodyEnd::Complete);
+                continue;
             }
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
