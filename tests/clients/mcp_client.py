@@ -13,8 +13,8 @@ Options (before the transport word):
                         auto: the SDK's own default - probe server/discover, fall back to initialize;
                         2026-07-28: adopt the modern per-request protocol without a probe
     --read-path PATH    connect, then only call read_file(PATH) (for MCP_TEST_MISBEHAVE die/hang)
-    --confirm           after the script, call confirm(question="Deploy?"); the server sends an
-                        elicitation/create request mid-call, which the client's elicitation
+    --confirm           after the script, call confirm(question="Deploy?"); the server asks
+                        back with elicitation/create, which the client's elicitation
                         callback accepts with {"ok": true}. Adds "confirm": {"result",
                         "is_error", "error", "asked", "mode", "schema", "requests"} to the
                         output: the tool's text and isError (or the JSON-RPC error "CODE:

@@ -61,8 +61,8 @@ from mcp.server import MCPServer
 from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
+from pydantic import BaseModel
 
 SERVER_NAME = "sidetrace-test-server"
 SERVER_VERSION = "1.0.0"

@@ -135,7 +135,7 @@ async fn claude_code_calls_an_mcp_tool_through_the_wrapper() {
         .iter()
         .map(|d| d.name.as_str())
         .collect();
-    assert_eq!(names, ["read_file", "slow_count"]);
+    assert_eq!(names, ["read_file", "slow_count", "confirm"]);
     assert!(
         records
             .iter()

@@ -13,9 +13,16 @@ use crate::common::otlp::{Receiver, attr};
 use crate::common::*;
 
 async fn client(url: &str, transport: &str, mode: &str) -> Value {
+    client_with(url, transport, mode, &[]).await
+}
+
+async fn client_with(url: &str, transport: &str, mode: &str, flags: &[&str]) -> Value {
+    let mut args = vec!["--mode", mode];
+    args.extend_from_slice(flags);
+    args.extend([transport, url]);
     run_client(
         &client_script("mcp_client.py").display().to_string(),
-        &["--mode", mode, transport, url],
+        &args,
         &[],
     )
     .await
@@ -56,7 +63,7 @@ fn all_answered(records: &[(Interaction, McpExchange)], route: &str) {
 /// What the SDK client's script does, found in the record.
 fn script_recorded(records: &[(Interaction, McpExchange)], journal: &std::path::Path) {
     let (list, _) = exchange(records, "tools/list", |_| true);
-    assert_eq!(list.tool_definitions.len(), 2);
+    assert_eq!(list.tool_definitions.len(), 3);
     let (_, read) = exchange(records, "tools/call", |m| {
         m.tool_arguments.contains("notes.txt")
     });
@@ -79,9 +86,10 @@ async fn streamable_http_with_a_session_sse_answers_and_spans() {
     let server = HttpServer::start(&["http"], &[]).await;
     let receiver = Receiver::http().await;
     let mut proxy = proxy_to("/tools", &server.url, Some(&receiver)).await;
-    let direct = client(&server.url, "http", "legacy").await;
-    let out = client(&proxy.url("/tools"), "http", "legacy").await;
+    let direct = client_with(&server.url, "http", "legacy", &["--confirm"]).await;
+    let out = client_with(&proxy.url("/tools"), "http", "legacy", &["--confirm"]).await;
     assert_eq!(served(&out), served(&direct));
+    assert_eq!(out["confirm"], direct["confirm"]);
     assert_eq!(out["slow_count"]["progress"].as_array().unwrap().len(), 3);
     assert_eq!(out["delete_sent"], true);
     let session = out["session_id"].as_str().unwrap().to_owned();
@@ -101,6 +109,8 @@ async fn streamable_http_with_a_session_sse_answers_and_spans() {
     script_recorded(&messages, &proxy.journal);
     let (_, count) = exchange(&messages, "tools/call", |m| m.tool_name == "slow_count");
     assert_eq!(count.progress_notifications, 3);
+    // Asked on the tools/call's SSE stream, answered in a POST of its own.
+    server_request_recorded(&messages, &proxy.journal);
     let (init, m) = exchange(&messages, "initialize", |_| true);
     assert_eq!(
         m.server_info.as_ref().unwrap().name,
@@ -204,9 +214,10 @@ async fn the_sessionless_2026_protocol() {
 async fn the_older_http_sse_transport() {
     let server = HttpServer::start(&["sse"], &[]).await;
     let mut proxy = proxy_to("/legacy", &server.origin(), None).await;
-    let direct = client(&server.url, "sse", "legacy").await;
-    let out = client(&proxy.url("/legacy/sse"), "sse", "legacy").await;
+    let direct = client_with(&server.url, "sse", "legacy", &["--confirm"]).await;
+    let out = client_with(&proxy.url("/legacy/sse"), "sse", "legacy", &["--confirm"]).await;
     assert_eq!(served(&out), served(&direct));
+    assert_eq!(out["confirm"], direct["confirm"]);
     // The endpoint the client was told to POST to is under the route.
     let posts: Vec<&Value> = out["http"]
         .as_array()
@@ -228,6 +239,7 @@ async fn the_older_http_sse_transport() {
     script_recorded(&records, &proxy.journal);
     let (_, count) = exchange(&records, "tools/call", |m| m.tool_name == "slow_count");
     assert_eq!(count.progress_notifications, 3);
+    server_request_recorded(&records, &proxy.journal);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -34,12 +34,12 @@ async fn sdk_client_and_server_through_the_wrapper() {
     let journal = journal_in(&dir);
     let script = client_script("mcp_client.py").display().to_string();
 
-    let mut direct_args = vec!["stdio".to_owned(), "--".to_owned()];
+    let mut direct_args = vec!["--confirm".to_owned(), "stdio".to_owned(), "--".to_owned()];
     direct_args.extend(server_command());
     let direct_args: Vec<&str> = direct_args.iter().map(String::as_str).collect();
     let direct = run_client(&script, &direct_args, &[]).await;
 
-    let mut args = vec!["stdio".to_owned(), "--".to_owned()];
+    let mut args = vec!["--confirm".to_owned(), "stdio".to_owned(), "--".to_owned()];
     args.extend(wrapper_command(&journal, &["--name", "files"]));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let wrapped = run_client(
@@ -58,6 +58,8 @@ async fn sdk_client_and_server_through_the_wrapper() {
         "the client saw the same server"
     );
     assert_eq!(wrapped["slow_count"]["progress"], json!([1.0, 2.0, 3.0]));
+    assert_eq!(wrapped["confirm"]["result"], "confirmed: yes");
+    assert_eq!(wrapped["confirm"], direct["confirm"]);
 
     let views = read_journal(&journal);
     assert_eq!(views.len(), 1);
@@ -100,7 +102,7 @@ async fn sdk_client_and_server_through_the_wrapper() {
         .iter()
         .map(|d| d.name.as_str())
         .collect();
-    assert_eq!(names, ["read_file", "slow_count"]);
+    assert_eq!(names, ["read_file", "slow_count", "confirm"]);
     let def: Value =
         serde_json::from_slice(&blob(&journal, &list.tool_definitions[0].digest)).unwrap();
     assert_eq!(def["name"], "read_file");
@@ -150,6 +152,7 @@ async fn sdk_client_and_server_through_the_wrapper() {
 
     let (_, prompt) = exchange(&records, "prompts/get", |_| true);
     assert_eq!(prompt.prompt_name, "review");
+    server_request_recorded(&records, &journal);
 
     verify(&journal).await;
     let text = show(&journal).await;

@@ -101,6 +101,22 @@ impl HttpServer {
     }
 }
 
+/// The `confirm` tool's question: a server-to-client `elicitation/create`
+/// sent while the client's `tools/call` waits, paired with the client's answer.
+pub fn server_request_recorded(records: &[(Interaction, McpExchange)], journal: &Path) {
+    let (_, ask) = exchange(records, "elicitation/create", |_| true);
+    assert_eq!(ask.initiator, "server");
+    assert!(ask.unanswered.is_empty(), "{ask:?}");
+    let params: Value = serde_json::from_slice(&super::blob(journal, &ask.params_digest)).unwrap();
+    assert_eq!(params["message"], "Deploy?");
+    let answer: Value = serde_json::from_slice(&super::blob(journal, &ask.result_digest)).unwrap();
+    assert_eq!(answer["action"], "accept");
+    let (_, call) = exchange(records, "tools/call", |m| m.tool_name == "confirm");
+    assert_eq!(call.initiator, "client");
+    let result: Value = serde_json::from_slice(&super::blob(journal, &call.result_digest)).unwrap();
+    assert_eq!(result["content"][0]["text"], "confirmed: yes");
+}
+
 /// Every MCP record in the journal, in the order exchanges began.
 pub fn mcp_records(views: &[ExecutionView]) -> Vec<(Interaction, McpExchange)> {
     views
