@@ -18,6 +18,8 @@ pub struct SseEvent {
     /// Bytes of data the event carried; more than `data` holds when the
     /// decoder's data limit cut it.
     pub data_size: u64,
+    /// The event set `id` itself (rather than inheriting the last one).
+    pub own_id: bool,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +37,7 @@ pub struct SseDecoder {
     /// Keep at most this much of an event's data (the rest is only counted).
     data_limit: Option<usize>,
     data_size: u64,
+    own_id: bool,
 }
 
 impl SseDecoder {
@@ -142,7 +145,8 @@ impl SseDecoder {
                 self.has_data = true;
             }
             b"id" if !value.contains(&0) => {
-                self.id = Some(String::from_utf8_lossy(value).into_owned())
+                self.id = Some(String::from_utf8_lossy(value).into_owned());
+                self.own_id = true;
             }
             _ => {} // `retry` and unknown fields do not affect what was said.
         }
@@ -151,6 +155,7 @@ impl SseDecoder {
     fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent)) {
         if !self.has_data {
             self.event = None;
+            self.own_id = false;
             return;
         }
         let event = SseEvent {
@@ -158,6 +163,7 @@ impl SseDecoder {
             data: std::mem::take(&mut self.data),
             id: self.id.clone(),
             data_size: std::mem::take(&mut self.data_size),
+            own_id: std::mem::take(&mut self.own_id),
         };
         self.has_data = false;
         on_event(event);
@@ -167,6 +173,7 @@ impl SseDecoder {
         self.event = None;
         self.data.clear();
         self.data_size = 0;
+        self.own_id = false;
         self.has_data = false;
     }
 }
@@ -212,20 +219,36 @@ mod tests {
                     data: "{}".into(),
                     id: None,
                     data_size: 2,
+                    own_id: false,
                 },
                 SseEvent {
                     event: "message".into(),
                     data: "a\nb".into(),
                     id: None,
                     data_size: 3,
+                    own_id: false,
                 },
                 SseEvent {
                     event: "message".into(),
                     data: "café".into(),
                     id: Some("7".into()),
                     data_size: 5,
+                    own_id: true,
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn ids_carry_forward_but_say_whose_they_are() {
+        let (events, _) = decode_all(b"id: 1\ndata: a\n\ndata: b\n\n");
+        assert_eq!(
+            (events[0].id.as_deref(), events[0].own_id),
+            (Some("1"), true)
+        );
+        assert_eq!(
+            (events[1].id.as_deref(), events[1].own_id),
+            (Some("1"), false)
         );
     }
 

@@ -289,19 +289,10 @@ fn write_interaction(out: &mut impl Write, n: usize, it: &Interaction) -> std::i
         Some(m) => writeln!(out, "{}", super::summary_mcp::head(n, it, m))?,
         None => write_model_head(out, n, it)?,
     }
-    let completion = it.completion.clone().unwrap_or_default();
-    if !matches!(
-        CompletionStatus::try_from(completion.status),
-        Ok(CompletionStatus::Complete)
-    ) {
-        let status = CompletionStatus::try_from(completion.status)
-            .map(|s| {
-                s.as_str_name()
-                    .trim_start_matches("COMPLETION_STATUS_")
-                    .to_lowercase()
-            })
-            .unwrap_or_default();
-        writeln!(out, "     ! {status}: {}", completion.detail)?;
+    let status = CompletionStatus::of(it);
+    if status != CompletionStatus::Complete {
+        let detail = it.completion.as_ref().map_or("", |c| c.detail.as_str());
+        writeln!(out, "     ! {}: {detail}", status.short_name())?;
     }
     if !it.error_message.is_empty() {
         writeln!(

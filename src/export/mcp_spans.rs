@@ -106,14 +106,7 @@ pub fn mcp(
         Some("tool_error".to_owned())
     } else if !m.unanswered.is_empty() {
         a.str(SIDETRACE_MCP_UNANSWERED, &m.unanswered);
-        let completion = CompletionStatus::try_from(it.completion.as_ref().map_or(0, |c| c.status))
-            .unwrap_or_default();
-        Some(
-            completion
-                .as_str_name()
-                .trim_start_matches("COMPLETION_STATUS_")
-                .to_ascii_lowercase(),
-        )
+        Some(CompletionStatus::of(it).short_name())
     } else if m.malformed || m.oversized {
         Some(
             if m.malformed {

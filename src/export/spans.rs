@@ -253,16 +253,9 @@ pub fn chat(
     if let Some(agent) = &it.agent {
         a.str(SIDETRACE_AGENT_USER_AGENT, &agent.user_agent);
     }
-    let completion = CompletionStatus::try_from(it.completion.as_ref().map_or(0, |c| c.status))
-        .unwrap_or_default();
+    let completion = CompletionStatus::of(it);
     if completion != CompletionStatus::Complete {
-        a.str(
-            SIDETRACE_COMPLETION,
-            &completion
-                .as_str_name()
-                .trim_start_matches("COMPLETION_STATUS_")
-                .to_ascii_lowercase(),
-        );
+        a.str(SIDETRACE_COMPLETION, &completion.short_name());
     }
     let error = error_type(it, completion);
     if let Some(e) = &error {
@@ -364,12 +357,7 @@ fn error_type(it: &Interaction, completion: CompletionStatus) -> Option<String> 
     } else if completion != CompletionStatus::Complete
         && completion != CompletionStatus::Unspecified
     {
-        Some(
-            completion
-                .as_str_name()
-                .trim_start_matches("COMPLETION_STATUS_")
-                .to_ascii_lowercase(),
-        )
+        Some(completion.short_name())
     } else {
         None
     }

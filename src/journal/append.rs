@@ -149,6 +149,7 @@ pub fn blob_refs(payload: &Payload) -> Vec<&str> {
             m.result_digest.as_str(),
             m.capabilities_digest.as_str(),
             m.raw_digest.as_str(),
+            m.response_raw_digest.as_str(),
         ]);
         // MCP resource contents are stored; a model's context refs point
         // into its messages instead.

@@ -11,9 +11,6 @@ use crate::record::{Api, Provider};
 
 use super::body::ProxyBody;
 
-/// JSON-RPC "server error" code of sidetrace's own answers on MCP routes.
-pub const JSONRPC_SIDETRACE_ERROR: i64 = -32001;
-
 /// Whose error format an answer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -42,7 +39,7 @@ pub fn respond(shape: Shape, status: StatusCode, code: &str, message: &str) -> R
         Shape::JsonRpc => json!({
             "jsonrpc": "2.0",
             "id": null,
-            "error": {"code": JSONRPC_SIDETRACE_ERROR, "message": message, "data": {"sidetrace_error": code}},
+            "error": {"code": crate::capture::mcp::SIDETRACE_ERROR_CODE, "message": message, "data": {"sidetrace_error": code}},
         }),
         _ => json!({
             "error": {

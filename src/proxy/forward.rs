@@ -49,8 +49,12 @@ pub struct ProxyState {
     pub listen: SocketAddr,
     /// MCP sessions being recorded on `protocol = "mcp"` routes.
     pub mcp_sessions: Arc<super::mcp::sessions::Sessions>,
-    /// Cancelled at shutdown: MCP servers' GET streams end then.
+    /// Cancelled when shutdown begins: Streamable HTTP servers' GET streams
+    /// end then (their clients resume them elsewhere).
     pub mcp_streams: tokio_util::sync::CancellationToken,
+    /// Cancelled a little later: HTTP+SSE streams, which also carry the
+    /// answers to calls still in flight.
+    pub mcp_legacy_streams: tokio_util::sync::CancellationToken,
 }
 
 impl ProxyState {

@@ -42,6 +42,9 @@ use crate::record::{ExecutionEnd, timestamp};
 use forward::ProxyState;
 use routes::RouteTable;
 
+/// How long HTTP+SSE streams may go on at shutdown for answers in flight.
+const LEGACY_STREAM_GRACE: Duration = Duration::from_secs(10);
+
 /// How long to wait for capture tasks to hand over their records at shutdown.
 const CAPTURE_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -124,6 +127,7 @@ impl Server {
             listen,
             mcp_sessions,
             mcp_streams: CancellationToken::new(),
+            mcp_legacy_streams: CancellationToken::new(),
         });
         Ok(Self {
             listener,
@@ -228,9 +232,17 @@ impl Server {
 
         admin.set_ready(false);
         drop(listener);
-        // Long-lived MCP server streams would hold the drain to its timeout;
-        // they end now, and their clients resume them (Last-Event-ID) elsewhere.
+        // Long-lived MCP server streams would hold the drain to its timeout:
+        // Streamable HTTP ones end now (clients resume them, Last-Event-ID,
+        // elsewhere); HTTP+SSE ones, which also carry the answers to calls
+        // in flight, after half the drain (at most LEGACY_STREAM_GRACE).
         state.mcp_streams.cancel();
+        let legacy = state.mcp_legacy_streams.clone();
+        let grace = (drain_timeout / 2).min(LEGACY_STREAM_GRACE);
+        let legacy_timer = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            legacy.cancel();
+        });
         tracing::info!(timeout = %humantime::format_duration(drain_timeout), "shutting down: draining in-flight requests");
         connections.close();
         if tokio::time::timeout(drain_timeout, graceful.shutdown())
@@ -243,6 +255,7 @@ impl Server {
             hard_stop.cancel();
         }
         connections.wait().await;
+        legacy_timer.abort();
 
         sweeper.abort();
         if let Some(p) = pruner {

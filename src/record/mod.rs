@@ -103,6 +103,20 @@ impl Provider {
     }
 }
 
+impl CompletionStatus {
+    /// `upstream_incomplete`, `client_disconnected`, ...
+    pub fn short_name(self) -> String {
+        self.as_str_name()
+            .trim_start_matches("COMPLETION_STATUS_")
+            .to_ascii_lowercase()
+    }
+
+    /// How an interaction ended (unspecified when it does not say).
+    pub fn of(it: &Interaction) -> Self {
+        Self::try_from(it.completion.as_ref().map_or(0, |c| c.status)).unwrap_or_default()
+    }
+}
+
 impl Api {
     pub fn name(self) -> &'static str {
         match self {

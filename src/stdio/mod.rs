@@ -129,14 +129,7 @@ async fn wrap(opts: WrapOptions) -> anyhow::Result<ExitCode> {
     );
     let rec = Arc::new(Recording {
         recorder: recorder.clone(),
-        origin: Arc::new(Origin {
-            execution_id: ctx.execution_id.clone(),
-            sponsor: ctx.sponsor,
-            correlation: ctx.correlation,
-            agent: ctx.agent,
-            route: "stdio".into(),
-            http: None,
-        }),
+        origin: Arc::new(Origin::new(&ctx, "stdio", None)),
         info,
         journal: journal.clone(),
         cap: config.capture_max_body,

@@ -17,19 +17,18 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::capture::mcp::message::{self, Parsed, Rpc};
+use crate::capture::mcp::message::{self, Parsed};
 use crate::capture::mcp::pairing::{Arrival, Seen};
 use crate::capture::mcp::recorder::SessionRecorder;
-use crate::capture::mcp::{Origin, SessionInfo, Side, interaction};
+use crate::capture::mcp::{Origin, SIDETRACE_ERROR_CODE, SessionInfo, Side, interaction};
 use crate::journal::Journal;
 use crate::record::journal_entry::Payload;
 
 use super::framer::{Framer, Line};
 
 const READ_SIZE: usize = 64 * 1024;
-
-/// JSON-RPC "server error" range code for sidetrace's own refusals.
-pub const REFUSED_CODE: i64 = -32001;
+/// sidetrace's own replies waiting for a line boundary in the server's output.
+const MAX_HELD_REPLIES: usize = 1024;
 
 /// What both relays record into.
 pub struct Recording {
@@ -66,6 +65,7 @@ impl Recording {
             origin: self.origin.clone(),
             batched: false,
             record_id: None,
+            oversized: None,
         };
         let (info, redact) = (self.info.clone(), self.redact);
         let built = tokio::task::spawn_blocking(move || {
@@ -110,7 +110,12 @@ impl AgentOut {
                         at_boundary = b.ends_with(b"\n");
                         write.push(b);
                     }
-                    Out::Local(b) => held.push(b),
+                    Out::Local(b) if held.len() < MAX_HELD_REPLIES => held.push(b),
+                    Out::Local(_) => {
+                        tracing::error!(
+                            "too many of sidetrace's own replies wait for the server to finish a line; one was dropped"
+                        );
+                    }
                 }
                 if at_boundary {
                     write.append(&mut held);
@@ -209,15 +214,7 @@ pub async fn agent_to_server(
         }
     }
     if let Some(line) = framer.flush() {
-        if rec.write_ahead && !wa.streaming {
-            // The unterminated last line was held back; it goes now.
-            if let Ok(id) = rec.durable_start(line.bytes.clone(), line.size).await {
-                let _ = write(&mut to, &wa.held.split().freeze()).await;
-                rec.observe(Side::Client, line, Some(id)).await;
-            }
-        } else {
-            rec.observe(Side::Client, line, None).await;
-        }
+        wa.last_line(line, &mut to, &agent, &rec).await;
     }
     let _ = to.shutdown().await;
 }
@@ -241,6 +238,31 @@ struct WriteAhead {
 }
 
 impl WriteAhead {
+    /// The stream ended inside a line: finish it as its state says.
+    async fn last_line(
+        &mut self,
+        line: Line,
+        to: &mut (impl AsyncWrite + Unpin),
+        agent: &AgentOut,
+        rec: &Recording,
+    ) {
+        if !rec.write_ahead || self.streaming {
+            // Already relayed (batched mode, or the rest of an oversized line).
+            let id = self.stream_id.take();
+            rec.observe(Side::Client, line, id).await;
+        } else if self.discarding {
+            // The journal refused this line; it was not sent, nor is it recorded.
+        } else {
+            match rec.durable_start(line.bytes.clone(), line.size).await {
+                Ok(id) => {
+                    let _ = write(to, &self.held.split().freeze()).await;
+                    rec.observe(Side::Client, line, Some(id)).await;
+                }
+                Err(e) => refuse(agent, &line.bytes, &e).await,
+            }
+        }
+    }
+
     async fn chunk(
         &mut self,
         chunk: &[u8],
@@ -320,22 +342,14 @@ async fn refuse(agent: &AgentOut, line: &[u8], why: &str) {
     let message = format!(
         "sidetrace could not record this request ({why}), and in write-ahead mode nothing is sent unrecorded. Check free disk space, journal.max_size and the journal path."
     );
-    let ids: Vec<String> = match message::parse(line) {
-        Parsed::Single(Rpc::Request { id, .. }) => vec![id],
-        Parsed::Batch(items) => items
-            .into_iter()
-            .filter_map(|r| match r {
-                Rpc::Request { id, .. } => Some(id),
-                _ => None,
-            })
-            .collect(),
-        // Notifications get no answer; an unreadable or oversized line an id-less one.
-        Parsed::Single(Rpc::Notification { .. }) => Vec::new(),
-        _ => vec!["null".into()],
+    // Notifications get no answer; an unreadable or oversized line an id-less one.
+    let ids = match message::parse(line) {
+        Parsed::Malformed(_) => vec!["null".to_owned()],
+        _ => message::request_ids(line),
     };
     for id in ids {
         let id: serde_json::Value = serde_json::from_str(&id).unwrap_or(serde_json::Value::Null);
-        let reply = json!({"jsonrpc": "2.0", "id": id, "error": {"code": REFUSED_CODE, "message": message}});
+        let reply = json!({"jsonrpc": "2.0", "id": id, "error": {"code": SIDETRACE_ERROR_CODE, "message": message}});
         let mut text = reply.to_string();
         text.push('\n');
         agent.local(Bytes::from(text)).await;

@@ -237,6 +237,13 @@ async fn the_older_http_sse_transport() {
         .collect();
     all_answered(&records, "/legacy");
     script_recorded(&records, &proxy.journal);
+    let session = out["session_id"]
+        .as_str()
+        .expect("the client names its session");
+    assert!(
+        records.iter().all(|(_, m)| m.session_id == session),
+        "one session, named by its endpoint"
+    );
     let (_, count) = exchange(&records, "tools/call", |m| m.tool_name == "slow_count");
     assert_eq!(count.progress_notifications, 3);
     server_request_recorded(&records, &proxy.journal);

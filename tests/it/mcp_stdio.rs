@@ -338,16 +338,32 @@ async fn lines_past_the_capture_cap_are_kept_by_prefix_and_digest() {
     assert_eq!(w.exit_code().await, 0);
 
     let records = mcp_records(&read_journal(&journal));
-    let over: Vec<_> = records.iter().filter(|(_, m)| m.oversized).collect();
-    assert_eq!(over.len(), 2, "the request and its answer");
-    let (it, req) = over.iter().find(|(_, m)| m.initiator == "client").unwrap();
-    assert_eq!(req.request_size, big.len() as u64);
-    assert_eq!(req.message_digest, digest_of(big.as_bytes()));
+    // Known by their start, the two still pair: one exchange, both sides
+    // kept by prefix and digest.
+    let (it, call) = exchange(&records, "tools/call", |_| true);
+    assert!(call.oversized && call.unanswered.is_empty(), "{call:?}");
     assert_eq!(
-        blob(&journal, &req.raw_digest),
+        (call.request_id.as_str(), call.request_size),
+        ("7", big.len() as u64)
+    );
+    assert_eq!(call.message_digest, digest_of(big.as_bytes()));
+    assert_eq!(
+        blob(&journal, &call.raw_digest),
         &big.as_bytes()[..64 * 1024]
     );
-    assert_eq!(it.capture_issues[0].kind, "mcp_oversized");
+    assert_eq!(call.response_size, answer.len() as u64);
+    assert_eq!(call.response_message_digest, digest_of(answer.as_bytes()));
+    assert_eq!(
+        blob(&journal, &call.response_raw_digest),
+        &answer.as_bytes()[..64 * 1024]
+    );
+    assert_eq!(
+        it.capture_issues
+            .iter()
+            .filter(|i| i.kind == "mcp_oversized")
+            .count(),
+        2
+    );
     verify(&journal).await;
 }
 

@@ -16,7 +16,7 @@ use crate::record::{
 };
 
 use super::message::RpcError;
-use super::pairing::{Finished, Request, Seen};
+use super::pairing::{Finished, Oversized, Request, Seen};
 use super::{Origin, Peer, SessionInfo, is_known_method};
 
 /// Longest error text lifted from a tool result into `error_message`.
@@ -24,16 +24,7 @@ const MAX_ERROR_TEXT: usize = 1024;
 
 /// Builds the record of `f`; returns it with the blobs it refers to.
 pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
-    let mut b = Builder {
-        cleaner: Cleaner::new(redact),
-        blobs: Vec::new(),
-        it: Interaction {
-            id: uuid::Uuid::now_v7().to_string(),
-            api: Api::Mcp as i32,
-            ..Default::default()
-        },
-        mcp: McpExchange::default(),
-    };
+    let mut b = Builder::new(redact);
     match f {
         Finished::Exchange {
             initiator,
@@ -56,7 +47,14 @@ pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
                     }
                     b.mcp.response_size = seen.size;
                     b.end(seen.at, CompletionStatus::Complete, "");
-                    b.outcome(&request, outcome);
+                    match &seen.oversized {
+                        Some(o) => {
+                            let (raw, digest) = b.oversized(o, "response", seen.size);
+                            b.mcp.response_raw_digest = raw;
+                            b.mcp.response_message_digest = digest;
+                        }
+                        None => b.outcome(&request, outcome),
+                    }
                 }
                 None => {
                     let why = unanswered.unwrap_or_else(|| "no response".into());
@@ -88,6 +86,10 @@ pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
             if let Some(p) = &params {
                 b.mcp.params_digest = b.store_json(p);
             }
+            if let Some(o) = &seen.oversized {
+                (b.mcp.raw_digest, b.mcp.message_digest) =
+                    b.oversized(o, "notification", seen.size);
+            }
             b.end(seen.at, CompletionStatus::Complete, "");
         }
         Finished::Orphan {
@@ -104,9 +106,13 @@ pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
             b.mcp.orphan_response = true;
             b.mcp.response_size = seen.size;
             b.mcp.batched = seen.batched;
-            match outcome {
-                Ok(result) => b.mcp.result_digest = b.store_json(&result),
-                Err(e) => b.error(e),
+            match (&seen.oversized, outcome) {
+                (Some(o), _) => {
+                    (b.mcp.response_raw_digest, b.mcp.response_message_digest) =
+                        b.oversized(o, "response", seen.size);
+                }
+                (None, Ok(result)) => b.mcp.result_digest = b.store_json(&result),
+                (None, Err(e)) => b.error(e),
             }
             b.issue(
                 "mcp_orphan_response",
@@ -150,22 +156,14 @@ pub fn build(f: Finished, redact: bool) -> (Interaction, Vec<Blob>) {
 
 /// The record of an HTTP transport event (no JSON-RPC message of its own).
 pub fn transport(e: super::TransportEvent, session: &SessionInfo) -> (Interaction, Vec<Blob>) {
-    let mut b = Builder {
-        cleaner: Cleaner::new(false),
-        blobs: Vec::new(),
-        it: Interaction {
-            id: uuid::Uuid::now_v7().to_string(),
-            api: Api::Mcp as i32,
-            ..Default::default()
-        },
-        mcp: McpExchange::default(),
-    };
+    let mut b = Builder::new(false);
     let seen = Seen {
         at: e.start,
         size: 0,
         origin: e.origin,
         batched: false,
         record_id: e.record_id,
+        oversized: None,
     };
     b.start(&seen, session);
     b.mcp.transport_event = e.event.into();
@@ -183,16 +181,7 @@ pub fn request_start(
     session: &SessionInfo,
     redact: bool,
 ) -> (Interaction, Vec<Blob>) {
-    let mut b = Builder {
-        cleaner: Cleaner::new(redact),
-        blobs: Vec::new(),
-        it: Interaction {
-            id: uuid::Uuid::now_v7().to_string(),
-            api: Api::Mcp as i32,
-            ..Default::default()
-        },
-        mcp: McpExchange::default(),
-    };
+    let mut b = Builder::new(redact);
     b.start(&seen, session);
     b.mcp.initiator = super::Side::Client.name().into();
     b.mcp.request_size = size;
@@ -228,6 +217,19 @@ struct Builder {
 }
 
 impl Builder {
+    fn new(redact: bool) -> Self {
+        Builder {
+            cleaner: Cleaner::new(redact),
+            blobs: Vec::new(),
+            it: Interaction {
+                id: uuid::Uuid::now_v7().to_string(),
+                api: Api::Mcp as i32,
+                ..Default::default()
+            },
+            mcp: McpExchange::default(),
+        }
+    }
+
     fn start(&mut self, seen: &Seen, session: &SessionInfo) {
         if let Some(id) = &seen.record_id {
             self.it.id = id.clone();
@@ -277,6 +279,10 @@ impl Builder {
         self.mcp.request_size = r.seen.size;
         self.mcp.batched = r.seen.batched;
         self.mcp.progress_notifications = r.progress;
+        if let Some(o) = &r.seen.oversized {
+            (self.mcp.raw_digest, self.mcp.message_digest) =
+                self.oversized(o, "request", r.seen.size);
+        }
         let Some(params) = &r.params else { return };
         self.mcp.params_digest = self.store_json(params);
         if let Some(tp) = params
@@ -370,6 +376,21 @@ impl Builder {
             }
             _ => {}
         }
+    }
+
+    /// Stores the kept start of an oversized message; returns its blob
+    /// digest and the digest of the whole.
+    fn oversized(&mut self, o: &Oversized, what: &str, size: u64) -> (String, String) {
+        self.mcp.oversized = true;
+        self.issue(
+            "mcp_oversized",
+            &format!(
+                "{what} of {size} bytes is larger than the capture cap: kept its first {} bytes and its digest",
+                o.prefix.len()
+            ),
+        );
+        let clean = self.cleaner.clean_bytes(o.prefix.to_vec());
+        (self.store(clean), o.digest.clone().unwrap_or_default())
     }
 
     fn error(&mut self, e: RpcError) {

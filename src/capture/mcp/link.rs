@@ -94,6 +94,11 @@ pub fn link_tool_calls(interactions: &[Interaction]) -> Vec<McpLink> {
         }
     }
     mcp.sort_by_key(|c| c.at);
+    let servers: HashSet<&str> = mcp
+        .iter()
+        .map(|c| c.server)
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut claimed: HashSet<(&str, &str)> = HashSet::new();
     let mut links = Vec::new();
     for call in &mcp {
@@ -103,6 +108,7 @@ pub fn link_tool_calls(interactions: &[Interaction]) -> Vec<McpLink> {
             .filter(|m| m.at <= call.at + SKEW)
             .filter(|m| !claimed.contains(&(m.interaction_id, m.call_id)))
             .filter(|m| names_match(m.name, call.server, call.tool))
+            .filter(|m| !names_another_server(m.name, call.server, &servers))
             .filter(|m| m.args == call.args)
             .max_by_key(|m| m.at);
         if let Some(m) = best {
@@ -125,6 +131,16 @@ fn args(text: &str) -> Value {
         return Value::Object(Default::default());
     }
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// `mcp__{other}__{tool}` where `other` is another server of the
+/// execution: the call went there, not to `server`.
+fn names_another_server(model_name: &str, server: &str, servers: &HashSet<&str>) -> bool {
+    let mut parts = model_name.splitn(3, "__");
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("mcp"), Some(named), Some(_)) => named != server && servers.contains(named),
+        _ => false,
+    }
 }
 
 /// Does the model's name for a tool denote `tool` on `server`?
@@ -249,6 +265,25 @@ mod tests {
         assert!(pairs.contains(&("x1", "c2")));
         let later: HashSet<&str> = pairs[1..].iter().map(|p| p.1).collect();
         assert_eq!(later, HashSet::from(["c3", "c4"]));
+    }
+
+    #[test]
+    fn a_call_named_for_another_server_is_not_taken() {
+        let mut jira = mcp("j1", 12, "search", r#"{"q":"x"}"#);
+        jira.mcp.as_mut().unwrap().server_name = "jira".into();
+        let mut github = mcp("g1", 11, "search", r#"{"q":"x"}"#);
+        github.mcp.as_mut().unwrap().server_name = "github".into();
+        let records = vec![
+            model("m1", 10, &[("c1", "mcp__jira__search", r#"{"q":"x"}"#)]),
+            github,
+            jira,
+        ];
+        let links = link_tool_calls(&records);
+        assert_eq!(links.len(), 1);
+        assert_eq!(
+            links[0].mcp_interaction_id, "j1",
+            "github's earlier search does not steal it"
+        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub enum Parsed {
 }
 
 pub fn parse(bytes: &[u8]) -> Parsed {
-    let text = trim_ascii(bytes);
+    let text = bytes.trim_ascii();
     match serde_json::from_slice::<Value>(text) {
         Ok(Value::Array(items)) if items.is_empty() => {
             Parsed::Single(Rpc::Invalid("an empty JSON-RPC batch".into()))
@@ -77,18 +77,6 @@ pub fn parse(bytes: &[u8]) -> Parsed {
         Ok(v) => Parsed::Single(classify(v)),
         Err(e) => Parsed::Malformed(format!("not JSON: {e}")),
     }
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    &b[start..end]
 }
 
 /// Classifies one JSON value as a JSON-RPC message.
@@ -134,6 +122,119 @@ pub fn classify(v: Value) -> Rpc {
         },
         Some(_) => Rpc::Invalid("\"error\" is not an object".into()),
         None => Rpc::Invalid("a response with neither \"result\" nor \"error\"".into()),
+    }
+}
+
+/// The ids of the requests in a transport message (one, or a batch's).
+pub fn request_ids(bytes: &[u8]) -> Vec<String> {
+    let requests = |rpc: Rpc| match rpc {
+        Rpc::Request { id, .. } => Some(id),
+        _ => None,
+    };
+    match parse(bytes) {
+        Parsed::Single(rpc) => requests(rpc).into_iter().collect(),
+        Parsed::Batch(items) => items.into_iter().filter_map(requests).collect(),
+        Parsed::Malformed(_) => Vec::new(),
+    }
+}
+
+/// What the start of a message too large to keep whole says it is: its
+/// `id` and `method` when they come before the (large) params or result,
+/// as every SDK writes them. Params and result are not read.
+pub fn sniff(prefix: &[u8]) -> Option<Rpc> {
+    let mut s = Scanner { b: prefix, i: 0 };
+    s.ws();
+    s.eat(b'{')?;
+    let (mut id, mut method) = (None, None);
+    loop {
+        s.ws();
+        let key = s.string()?;
+        s.ws();
+        s.eat(b':')?;
+        s.ws();
+        match key.as_str() {
+            "jsonrpc" => {
+                s.string()?;
+            }
+            "id" => id = Some(s.scalar()?),
+            "method" => method = Some(s.string()?),
+            "params" => {
+                return Some(match (id, method) {
+                    (Some(id), Some(method)) => Rpc::Request {
+                        id,
+                        method,
+                        params: None,
+                    },
+                    (None, Some(method)) => Rpc::Notification {
+                        method,
+                        params: None,
+                    },
+                    _ => return None,
+                });
+            }
+            "result" | "error" => {
+                return Some(Rpc::Response {
+                    id: id?,
+                    outcome: Ok(Value::Null),
+                });
+            }
+            _ => return None,
+        }
+        s.ws();
+        s.eat(b',')?;
+    }
+}
+
+/// Just enough of a JSON reader for `sniff`: strings and scalar ids.
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scanner<'_> {
+    fn ws(&mut self) {
+        while self.b.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    /// A JSON string, decoded.
+    fn string(&mut self) -> Option<String> {
+        let start = self.i;
+        self.eat(b'"')?;
+        loop {
+            match self.b.get(self.i)? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    return serde_json::from_slice(&self.b[start..self.i]).ok();
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// A string or number, as JSON text (how ids are keyed).
+    fn scalar(&mut self) -> Option<String> {
+        let start = self.i;
+        if self.b.get(self.i) == Some(&b'"') {
+            self.string()?;
+        } else {
+            while self
+                .b
+                .get(self.i)
+                .is_some_and(|c| c.is_ascii_digit() || b"-+.eE".contains(c))
+            {
+                self.i += 1;
+            }
+        }
+        let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        let v: Value = serde_json::from_str(text).ok()?;
+        valid_id(&v).then(|| v.to_string())
     }
 }
 
@@ -209,6 +310,32 @@ mod tests {
             panic!()
         };
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn large_messages_are_known_by_their_start() {
+        let req = br#"{"jsonrpc":"2.0","id":"a\"b","method":"tools/call","params":{"name":"x","arguments":{"p":"xxxx"#;
+        assert_eq!(
+            sniff(req),
+            Some(Rpc::Request {
+                id: r#""a\"b""#.into(),
+                method: "tools/call".into(),
+                params: None
+            })
+        );
+        let resp = br#" { "jsonrpc" : "2.0", "id" : 12, "result" : {"content":[{"type":"text","text":"yyy"#;
+        assert!(matches!(sniff(resp), Some(Rpc::Response { id, .. }) if id == "12"));
+        assert!(matches!(
+            sniff(br#"{"method":"notifications/progress","params":{"#),
+            Some(Rpc::Notification { .. })
+        ));
+        // Params before the id: not knowable from the start.
+        assert_eq!(sniff(br#"{"params":{"a":1},"id":1,"method":"m"}"#), None);
+        assert_eq!(sniff(b"not json at all"), None);
+        assert_eq!(
+            request_ids(br#"[{"id":1,"method":"a"},{"method":"n"},{"id":"x","method":"b"}]"#),
+            ["1", "\"x\""]
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::record::{AgentIdentity, Correlation, HttpExchange, Sponsor};
 
 pub use message::Side;
 
+/// The JSON-RPC code of sidetrace's own errors (in the -32000..-32099
+/// "server error" range): refusals and unreachable servers.
+pub const SIDETRACE_ERROR_CODE: i64 = -32001;
+
 /// `network.transport` values.
 pub const TRANSPORT_PIPE: &str = "pipe";
 pub const TRANSPORT_TCP: &str = "tcp";
@@ -34,7 +38,8 @@ pub struct SessionInfo {
     /// `Mcp-Session-Id` (HTTP), or the wrapper's own id for a stdio session.
     pub session_id: String,
     pub protocol_version: String,
-    /// `--name`, or the route prefix for HTTP.
+    /// `--name` (stdio); else empty, and records name the server as its
+    /// initialize (or 2026 `_meta`) answer does.
     pub server_name: String,
     pub client: Option<Peer>,
     pub server: Option<Peer>,
@@ -53,6 +58,24 @@ pub struct Origin {
     pub route: String,
     /// The HTTP exchange that carried the message (bodies not repeated).
     pub http: Option<HttpExchange>,
+}
+
+impl Origin {
+    /// The origin of messages in a request resolved to `ctx`.
+    pub fn new(
+        ctx: &crate::record::execution::RequestContext,
+        route: &str,
+        http: Option<HttpExchange>,
+    ) -> Self {
+        Self {
+            execution_id: ctx.execution_id.clone(),
+            sponsor: ctx.sponsor.clone(),
+            correlation: ctx.correlation.clone(),
+            agent: ctx.agent.clone(),
+            route: route.to_owned(),
+            http,
+        }
+    }
 }
 
 /// An HTTP exchange of an MCP route that is not itself a JSON-RPC message:

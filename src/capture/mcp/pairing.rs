@@ -58,6 +58,17 @@ pub struct Seen {
     pub batched: bool,
     /// The record id to use (the first message of a line in write-ahead mode).
     pub record_id: Option<String>,
+    /// The message was larger than the capture cap (known by its start).
+    pub oversized: Option<Oversized>,
+}
+
+/// What is kept of a message past the capture cap.
+#[derive(Debug, Clone)]
+pub struct Oversized {
+    /// Its first `cap` bytes.
+    pub prefix: Bytes,
+    /// `sha256:<hex>` of the whole message, when it could be computed.
+    pub digest: Option<String>,
 }
 
 #[derive(Debug)]
@@ -107,17 +118,26 @@ pub enum Finished {
     },
 }
 
+#[derive(Debug)]
+struct EarlyProgress {
+    /// The side whose request it reports on, and the token.
+    token: (Side, String),
+    params: Option<Value>,
+    seen: Seen,
+}
+
 /// The pairing state of one MCP session.
 #[derive(Debug, Default)]
 pub struct Pairing {
     pending: HashMap<(Side, String), Request>,
     order: VecDeque<(Side, String)>,
-    /// Progress token (JSON text) → the request that carries it.
-    progress_tokens: HashMap<String, (Side, String)>,
+    /// (requester, progress token as JSON text) → the request's id. Each
+    /// side numbers its own requests, and SDKs use the id as the token.
+    progress_tokens: HashMap<(Side, String), String>,
     early: HashMap<(Side, String), (Seen, Result<Value, RpcError>)>,
     early_order: VecDeque<(Side, String)>,
     /// Progress notifications whose request has not been seen yet (HTTP).
-    early_progress: VecDeque<(String, Side, Option<Value>, Seen)>,
+    early_progress: VecDeque<EarlyProgress>,
     /// Responses may overtake requests (HTTP); otherwise they are orphans at once.
     tolerate_reorder: bool,
     pub info: SessionInfo,
@@ -132,6 +152,10 @@ impl Pairing {
         }
     }
 
+    pub fn tolerates_reorder(&self) -> bool {
+        self.tolerate_reorder
+    }
+
     /// Requests still awaiting answers.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -140,23 +164,32 @@ impl Pairing {
     pub fn observe(&mut self, a: Arrival) -> Vec<Finished> {
         let mut out = Vec::new();
         let mut record_id = a.record_id.clone();
+        let oversized = a.oversized.then(|| Oversized {
+            prefix: a.bytes.clone(),
+            digest: a.digest.clone(),
+        });
         let mut seen = |batched| Seen {
             at: a.at,
             size: a.size,
             origin: a.origin.clone(),
             batched,
             record_id: record_id.take(),
+            oversized: oversized.clone(),
         };
         if a.oversized {
-            out.push(Finished::Malformed {
-                from: a.side,
-                reason: format!("message of {} bytes is larger than the capture cap", a.size),
-                raw: a.bytes.clone(),
-                digest: a.digest.clone(),
-                oversized: true,
-                seen: seen(false),
-                session: self.info.clone(),
-            });
+            // Known by its start, it still pairs; else it is kept as it came.
+            match message::sniff(&a.bytes) {
+                Some(rpc) => self.one(a.side, rpc, seen(false), &a.bytes, &mut out),
+                None => out.push(Finished::Malformed {
+                    from: a.side,
+                    reason: format!("message of {} bytes is larger than the capture cap", a.size),
+                    raw: a.bytes.clone(),
+                    digest: a.digest.clone(),
+                    oversized: true,
+                    seen: seen(false),
+                    session: self.info.clone(),
+                }),
+            }
             return out;
         }
         match message::parse(&a.bytes) {
@@ -183,19 +216,8 @@ impl Pairing {
     /// their answer cannot come any more (the HTTP exchange that carried
     /// them failed).
     pub fn abandon(&mut self, side: Side, bytes: &[u8], reason: &str) -> Vec<Finished> {
-        let ids: Vec<String> = match message::parse(bytes) {
-            Parsed::Single(Rpc::Request { id, .. }) => vec![id],
-            Parsed::Batch(items) => items
-                .into_iter()
-                .filter_map(|r| match r {
-                    Rpc::Request { id, .. } => Some(id),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
         let mut out = Vec::new();
-        for id in ids {
+        for id in message::request_ids(bytes) {
             if let Some(req) = self.take_pending(&(side, id)) {
                 out.push(self.unanswered(side, req, reason.to_owned()));
             }
@@ -211,8 +233,8 @@ impl Pairing {
                 out.push(self.unanswered(key.0, req, reason.to_owned()));
             }
         }
-        for (_, from, params, seen) in std::mem::take(&mut self.early_progress) {
-            out.push(self.progress_note(from, params, seen, None));
+        for e in std::mem::take(&mut self.early_progress) {
+            out.push(self.progress_note(e, None));
         }
         for key in std::mem::take(&mut self.early_order) {
             if let Some((seen, outcome)) = self.early.remove(&key) {
@@ -234,30 +256,32 @@ impl Pairing {
                         "the same id was sent again before an answer came".into(),
                     ));
                 }
-                let req = Request {
+                let mut req = Request {
                     id,
                     method,
                     params,
                     seen,
                     progress: 0,
                 };
-                if let Some(early) = self.take_early(&key) {
-                    out.push(self.exchange(side, req, early));
-                    return;
-                }
-                let mut req = req;
-                if let Some(token) = progress_token(req.params.as_ref()) {
+                let token = progress_token(req.params.as_ref()).map(|t| (side, t));
+                if let Some(token) = &token {
                     // Progress that overtook its request now has it.
                     let (early, rest): (VecDeque<_>, VecDeque<_>) =
                         std::mem::take(&mut self.early_progress)
                             .into_iter()
-                            .partition(|(t, ..)| *t == token);
+                            .partition(|e| e.token == *token);
                     self.early_progress = rest;
-                    for (_, from, params, seen) in early {
-                        req.progress += 1;
-                        out.push(self.progress_note(from, params, seen, Some(req.id.clone())));
+                    for e in early {
+                        req.progress = req.progress.saturating_add(1);
+                        out.push(self.progress_note(e, Some(req.id.clone())));
                     }
-                    self.progress_tokens.insert(token, key.clone());
+                }
+                if let Some(early) = self.take_early(&key) {
+                    out.push(self.exchange(side, req, early));
+                    return;
+                }
+                if let Some(token) = token {
+                    self.progress_tokens.insert(token, key.1.clone());
                 }
                 self.pending.insert(key.clone(), req);
                 self.order.push_back(key);
@@ -281,6 +305,10 @@ impl Pairing {
                         out.push(self.exchange(key.0, req, (seen, outcome)));
                     }
                     None if self.tolerate_reorder && key.1 != "null" => {
+                        if let Some((seen, outcome)) = self.take_early(&key) {
+                            // A second answer to the same id: the first had no request.
+                            out.push(self.orphan(side, key.1.clone(), outcome, seen));
+                        }
                         self.early.insert(key.clone(), (seen, outcome));
                         self.early_order.push_back(key);
                         while self.early.len() > MAX_EARLY {
@@ -301,15 +329,18 @@ impl Pairing {
                     && let Some(token) = params
                         .as_ref()
                         .and_then(|p| p.get("progressToken"))
-                        .map(Value::to_string)
+                        .map(|t| (side.other(), t.to_string()))
                     && !self.progress_tokens.contains_key(&token)
                 {
                     // Its request may still be on its way (another connection).
-                    self.early_progress.push_back((token, side, params, seen));
+                    self.early_progress.push_back(EarlyProgress {
+                        token,
+                        params,
+                        seen,
+                    });
                     while self.early_progress.len() > MAX_EARLY {
-                        let (_, from, params, seen) =
-                            self.early_progress.pop_front().expect("not empty");
-                        out.push(self.progress_note(from, params, seen, None));
+                        let e = self.early_progress.pop_front().expect("not empty");
+                        out.push(self.progress_note(e, None));
                     }
                     return;
                 }
@@ -347,11 +378,13 @@ impl Pairing {
         let params = params?;
         match method {
             "notifications/progress" => {
-                let token = params.get("progressToken")?.to_string();
-                let key = self.progress_tokens.get(&token)?.clone();
-                let req = self.pending.get_mut(&key)?;
-                req.progress += 1;
-                Some(key.1)
+                // Progress is reported by the side that was asked.
+                let requester = side.other();
+                let token = (requester, params.get("progressToken")?.to_string());
+                let id = self.progress_tokens.get(&token)?.clone();
+                let req = self.pending.get_mut(&(requester, id.clone()))?;
+                req.progress = req.progress.saturating_add(1);
+                Some(id)
             }
             "notifications/cancelled" => {
                 let id = params.get("requestId")?.to_string();
@@ -374,18 +407,12 @@ impl Pairing {
         }
     }
 
-    fn progress_note(
-        &self,
-        from: Side,
-        params: Option<Value>,
-        seen: Seen,
-        related: Option<String>,
-    ) -> Finished {
+    fn progress_note(&self, e: EarlyProgress, related: Option<String>) -> Finished {
         Finished::Notification {
-            from,
+            from: e.token.0.other(),
             method: "notifications/progress".into(),
-            params,
-            seen,
+            params: e.params,
+            seen: e.seen,
             related,
             session: self.info.clone(),
         }
@@ -395,7 +422,7 @@ impl Pairing {
         let req = self.pending.remove(key)?;
         self.order.retain(|k| k != key);
         if let Some(token) = progress_token(req.params.as_ref()) {
-            self.progress_tokens.remove(&token);
+            self.progress_tokens.remove(&(key.0, token));
         }
         Some(req)
     }

@@ -197,3 +197,99 @@ fn progress_that_overtakes_its_request_still_counts() {
         Finished::Notification { related: None, .. }
     ));
 }
+
+#[test]
+fn progress_tokens_of_the_two_sides_do_not_collide() {
+    let mut p = Pairing::new(SessionInfo::default(), false);
+    p.observe(arrival(
+        Side::Client,
+        r#"{"id":1,"method":"tools/call","params":{"_meta":{"progressToken":1}}}"#,
+    ));
+    p.observe(arrival(
+        Side::Server,
+        r#"{"id":1,"method":"sampling/createMessage","params":{"_meta":{"progressToken":1}}}"#,
+    ));
+    // The server reports progress on the client's call; the client on the server's request.
+    let a = p.observe(arrival(
+        Side::Server,
+        r#"{"method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#,
+    ));
+    let b = p.observe(arrival(
+        Side::Client,
+        r#"{"method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#,
+    ));
+    assert!(matches!(&a[0], Finished::Notification { related: Some(r), .. } if r == "1"));
+    assert!(matches!(&b[0], Finished::Notification { related: Some(r), .. } if r == "1"));
+    let sampled = p.observe(arrival(Side::Client, r#"{"id":1,"result":{}}"#));
+    assert!(
+        matches!(&sampled[0], Finished::Exchange { initiator: Side::Server, request, .. } if request.progress == 1)
+    );
+    let called = p.observe(arrival(Side::Server, r#"{"id":1,"result":{}}"#));
+    assert!(
+        matches!(&called[0], Finished::Exchange { initiator: Side::Client, request, .. } if request.progress == 1)
+    );
+}
+
+#[test]
+fn progress_and_answer_both_ahead_of_the_request() {
+    let mut p = Pairing::new(SessionInfo::default(), true);
+    p.observe(arrival(
+        Side::Server,
+        r#"{"method":"notifications/progress","params":{"progressToken":4,"progress":1}}"#,
+    ));
+    p.observe(arrival(Side::Server, r#"{"id":4,"result":{}}"#));
+    let out = p.observe(arrival(
+        Side::Client,
+        r#"{"id":4,"method":"tools/call","params":{"_meta":{"progressToken":4}}}"#,
+    ));
+    assert_eq!(out.len(), 2);
+    assert!(matches!(&out[0], Finished::Notification { related: Some(r), .. } if r == "4"));
+    assert!(
+        matches!(&out[1], Finished::Exchange { request, response: Some(_), .. } if request.progress == 1)
+    );
+}
+
+#[test]
+fn a_repeated_early_answer_is_not_lost() {
+    let mut p = Pairing::new(SessionInfo::default(), true);
+    p.observe(arrival(Side::Server, r#"{"id":9,"result":{"n":1}}"#));
+    let second = p.observe(arrival(Side::Server, r#"{"id":9,"result":{"n":2}}"#));
+    assert!(
+        matches!(second[0], Finished::Orphan { .. }),
+        "the first comes out as an orphan"
+    );
+    let out = p.observe(arrival(Side::Client, r#"{"id":9,"method":"ping"}"#));
+    assert!(matches!(out[0], Finished::Exchange { .. }));
+}
+
+#[test]
+fn oversized_messages_pair_by_their_start() {
+    let mut p = Pairing::new(SessionInfo::default(), false);
+    let mut big = arrival(
+        Side::Client,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x","argu"#,
+    );
+    big.oversized = true;
+    big.size = 50_000_000;
+    assert!(p.observe(big).is_empty(), "pending like any request");
+    let mut answer = arrival(
+        Side::Server,
+        r#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"te"#,
+    );
+    answer.oversized = true;
+    let out = p.observe(answer);
+    match &out[0] {
+        Finished::Exchange {
+            request,
+            response: Some((seen, _)),
+            ..
+        } => {
+            assert_eq!(
+                (request.method.as_str(), request.seen.size),
+                ("tools/call", 50_000_000)
+            );
+            assert!(request.seen.oversized.is_some() && seen.oversized.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+}

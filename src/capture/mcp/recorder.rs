@@ -129,6 +129,7 @@ impl SessionRecorder {
 }
 
 async fn run(pairing: Pairing, mut rx: mpsc::Receiver<Command>, sink: Sink) {
+    let tolerate_reorder = pairing.tolerates_reorder();
     let mut pairing = Some(Box::new(pairing));
     let mut event_ids = EventIds::default();
     let redact = sink.redact;
@@ -145,6 +146,7 @@ async fn run(pairing: Pairing, mut rx: mpsc::Receiver<Command>, sink: Sink) {
             _ => false,
         };
         let mut p = pairing.take().unwrap_or_default();
+        let info = p.info.clone();
         let (work_cmd, done) = match cmd {
             Command::Close(reason, done) => (Work::Close(reason), Some(done)),
             Command::Observe(a, _) => (Work::Observe(a), None),
@@ -163,9 +165,12 @@ async fn run(pairing: Pairing, mut rx: mpsc::Receiver<Command>, sink: Sink) {
                 sink.write(built).await;
             }
             Err(e) => {
-                // A bug in parsing must not end the session's recording.
+                // A bug in parsing must not end the session's recording; the
+                // requests it was waiting on are lost to pairing (their
+                // answers will be recorded as orphans).
                 tracing::error!(error = %e, "MCP capture failed on a message; its pairing state was reset");
                 sink.metrics.capture_error("internal");
+                pairing = Some(Box::new(Pairing::new(info, tolerate_reorder)));
             }
         }
         // After a close, the session's other exchanges (a GET stream the

@@ -79,48 +79,42 @@ impl Exchange {
             Outcome::Response { session_id, .. } => session_id.clone(),
             Outcome::Failed { .. } => None,
         };
-        let endpoint_key = Key::endpoint(&route, &self.rest_and_query);
-        let (recorder, mut transient) = match (&self.session_id, &response_session) {
-            (Some(id), _) => (
+        let mut joined = match (&self.session_id, &response_session) {
+            (Some(id), _) => {
                 self.sessions
-                    .get_or_start(&Key::session_id(&route, id), id)
-                    .await,
-                false,
-            ),
-            (None, Some(id)) => {
-                let r = self.sessions.transient(id);
-                self.sessions
-                    .insert(Key::session_id(&route, id), r.clone())
-                    .await;
-                (r, false)
+                    .join_or_start(&Key::session_id(&route, id), id)
+                    .await
             }
-            (None, None) => match self.sessions.get(&endpoint_key) {
-                Some(r) => (r, false),
-                None => (self.sessions.transient(""), true),
+            (None, Some(id)) => {
+                let own = self.sessions.own(id);
+                self.sessions.start(Key::session_id(&route, id), own).await
+            }
+            (None, None) => match self
+                .sessions
+                .join(&Key::endpoint(&route, &self.rest_and_query))
+            {
+                Some(j) => j,
+                None => self.sessions.own(""),
             },
         };
+        let recorder = joined.recorder.clone();
         let origin = Arc::new(self.origin(&request, &outcome));
-        let sent = self.request_bytes(&request);
-        if let Some(bytes) = &sent {
-            recorder
-                .observe(Arrival {
-                    side: Side::Client,
-                    at: self.meta.start,
-                    bytes: bytes.clone(),
-                    size: request.total,
-                    oversized: request.truncated,
-                    digest: request.truncated.then(|| request.digest()),
-                    origin: origin.clone(),
-                    record_id: self.record_id.clone(),
-                })
-                .await;
+        let sent = (request.total > 0).then(|| {
+            let (data, cut) = decoded(&self.meta.content_encoding, &request, self.meta.cap);
+            let mut a = arrival(Side::Client, &request, data, cut, self.meta.start, &origin);
+            a.record_id = self.record_id.clone();
+            a
+        });
+        if let Some(a) = &sent {
+            recorder.observe(a.clone()).await;
         }
-        let answer = |side_bytes: Bytes, size: u64, at| Arrival {
+        let sent = sent.map(|a| a.bytes);
+        let event = |data: String, size: u64, at| Arrival {
             side: Side::Server,
             at,
-            bytes: side_bytes,
+            oversized: size > data.len() as u64,
+            bytes: Bytes::from(data),
             size,
-            oversized: false,
             digest: None,
             origin: origin.clone(),
             record_id: None,
@@ -146,18 +140,20 @@ impl Exchange {
                     .await
                     .unwrap_or_else(|_| BodyCapture::empty(BodyEnd::Dropped));
                 let at = SystemTime::now();
-                let data = decoded(&head.content_encoding, &body, self.meta.cap);
+                let (data, cut) = decoded(&head.content_encoding, &body, self.meta.cap);
                 if head.content_type.starts_with("text/event-stream") {
+                    // A compressed stream, decoded whole.
                     let (events, _) = sse::decode_all(&data);
                     for e in events.into_iter().filter(|e| !e.data.trim().is_empty()) {
-                        let size = e.data_size;
+                        let id = e.id.filter(|_| e.own_id);
                         recorder
-                            .observe_event(answer(Bytes::from(e.data), size, at), e.id)
+                            .observe_event(event(e.data, e.data_size, at), id)
                             .await;
                     }
                 } else if !data.iter().all(u8::is_ascii_whitespace) && head.status != 202 {
-                    let size = data.len() as u64;
-                    recorder.observe(answer(Bytes::from(data), size, at)).await;
+                    recorder
+                        .observe(arrival(Side::Server, &body, data, cut, at, &origin))
+                        .await;
                 }
                 if head.status >= 400 {
                     let why = format!("the server answered HTTP {}", head.status);
@@ -166,7 +162,8 @@ impl Exchange {
                             .abandon(Side::Client, bytes.clone(), why.clone())
                             .await;
                     }
-                    if sent.is_none() {
+                    // GET and DELETE are recorded with their status anyway.
+                    if sent.is_none() && !matches!(self.meta.method.as_str(), "GET" | "DELETE") {
                         recorder
                             .transport(self.event(
                                 false,
@@ -193,15 +190,15 @@ impl Exchange {
                             event_id,
                             at,
                         } => {
-                            let mut a = answer(data, size, at);
-                            a.oversized = size > a.bytes.len() as u64;
-                            recorder.observe_event(a, event_id).await;
+                            recorder
+                                .observe_event(event(data, size, at), event_id)
+                                .await
                         }
-                        TapEvent::Endpoint(key) => {
-                            let key = Key::endpoint(&route, &key);
-                            self.sessions.insert(key.clone(), recorder.clone()).await;
+                        TapEvent::Endpoint(endpoint) => {
+                            recorder.set_session_id(endpoint_session(&endpoint)).await;
+                            let key = Key::endpoint(&route, &endpoint);
+                            joined = self.sessions.start(key.clone(), joined).await;
                             announced = Some(key);
-                            transient = false;
                         }
                         TapEvent::End(e) => {
                             end = e;
@@ -235,23 +232,16 @@ impl Exchange {
                     .await;
             }
         }
+        let own = joined.is_own();
+        drop(joined);
         if let Some(key) = announced {
             // The HTTP+SSE transport's session lives as long as its stream.
             self.sessions.close(&key, "the SSE stream closed").await;
-        } else if transient {
+        } else if own {
             recorder
                 .close("the HTTP exchange ended without an answer (no session to resume it in)")
                 .await;
         }
-    }
-
-    /// The client's message bytes, decoded, if it sent any.
-    fn request_bytes(&self, request: &BodyCapture) -> Option<Bytes> {
-        if request.total == 0 {
-            return None;
-        }
-        let data = decoded(&self.meta.content_encoding, request, self.meta.cap);
-        Some(Bytes::from(data))
     }
 
     fn origin(&self, request: &BodyCapture, outcome: &Outcome) -> Origin {
@@ -266,13 +256,10 @@ impl Exchange {
                 (u32::from(*http_status), String::new(), Vec::new())
             }
         };
-        Origin {
-            execution_id: m.context.execution_id.clone(),
-            sponsor: m.context.sponsor.clone(),
-            correlation: m.context.correlation.clone(),
-            agent: m.context.agent.clone(),
-            route: m.route.clone(),
-            http: Some(HttpExchange {
+        Origin::new(
+            &m.context,
+            &m.route,
+            Some(HttpExchange {
                 method: m.method.clone(),
                 path: m.path.clone(),
                 upstream_url: m.upstream_url.clone(),
@@ -293,7 +280,7 @@ impl Exchange {
                 response_body: None,
                 client_address: m.client_address.clone(),
             }),
-        }
+        )
     }
 
     fn event(
@@ -322,18 +309,54 @@ impl Exchange {
     }
 }
 
-/// The body's bytes after content decoding (raw if decoding fails).
-fn decoded(encoding: &str, body: &BodyCapture, cap: usize) -> Vec<u8> {
+/// The session id of an HTTP+SSE endpoint: its `session_id` (or
+/// `sessionId`) query parameter, else the endpoint itself.
+fn endpoint_session(endpoint: &str) -> String {
+    endpoint
+        .split_once('?')
+        .and_then(|(_, q)| {
+            q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                matches!(k, "session_id" | "sessionId").then(|| v.to_owned())
+            })
+        })
+        .unwrap_or_else(|| endpoint.to_owned())
+}
+
+/// The body's bytes after content decoding (raw if decoding fails), and
+/// whether they were cut at the capture cap.
+fn decoded(encoding: &str, body: &BodyCapture, cap: usize) -> (Vec<u8>, bool) {
     let raw = body.contiguous();
     if !decode::is_encoded(encoding) {
-        return raw;
+        return (raw, body.truncated);
     }
     match decode::decode(encoding, &raw, cap) {
-        Ok(d) => d.data,
+        Ok(d) => (d.data, body.truncated || d.limit_hit),
         Err(e) => {
             tracing::debug!(error = %e, "could not decode an MCP body for the record");
-            raw
+            (raw, body.truncated)
         }
+    }
+}
+
+/// A message body as the recorder takes it (whole, or cut at the cap).
+fn arrival(
+    side: Side,
+    body: &BodyCapture,
+    data: Vec<u8>,
+    cut: bool,
+    at: SystemTime,
+    origin: &Arc<Origin>,
+) -> Arrival {
+    Arrival {
+        side,
+        at,
+        size: if cut { body.total } else { data.len() as u64 },
+        bytes: Bytes::from(data),
+        oversized: cut,
+        digest: cut.then(|| body.digest()),
+        origin: origin.clone(),
+        record_id: None,
     }
 }
 

@@ -117,7 +117,10 @@ pub(super) async fn forward(
     let (body, capture_body) = if stream {
         let rewrite = rewrite.filter(|_| rparts.status.is_success());
         // A GET opens a stream the server keeps open: end it at shutdown.
-        let stop = (method == Method::GET).then(|| state.mcp_streams.clone());
+        let stop = (method == Method::GET).then(|| match rewrite {
+            Some(_) => state.mcp_legacy_streams.clone(),
+            None => state.mcp_streams.clone(),
+        });
         let (tap, events) = McpTap::new(rbody, state.capture_max_body, rewrite, stop);
         (ProxyBody::mcp(tap), ResponseBody::Events(events))
     } else {
@@ -144,14 +147,7 @@ pub(super) async fn forward(
 
 /// Write-ahead mode's start record: the request's JSON-RPC message(s).
 fn start_record(meta: &RequestMeta) -> (impl FnOnce(BodyCapture) -> Built + Send + 'static, Built) {
-    let origin = std::sync::Arc::new(Origin {
-        execution_id: meta.context.execution_id.clone(),
-        sponsor: meta.context.sponsor.clone(),
-        correlation: meta.context.correlation.clone(),
-        agent: meta.context.agent.clone(),
-        route: meta.route.clone(),
-        http: None,
-    });
+    let origin = std::sync::Arc::new(Origin::new(&meta.context, &meta.route, None));
     let (at, redact) = (meta.start, meta.redact);
     let build = move |snapshot: BodyCapture| {
         let bytes = snapshot.contiguous();
@@ -161,6 +157,7 @@ fn start_record(meta: &RequestMeta) -> (impl FnOnce(BodyCapture) -> Built + Send
             origin,
             batched: false,
             record_id: None,
+            oversized: None,
         };
         let info = SessionInfo {
             transport: TRANSPORT_TCP,

@@ -34,7 +34,7 @@ const ENDPOINT_SEARCH_LIMIT: usize = 64 * 1024;
 pub enum TapEvent {
     /// One event's data (a JSON-RPC message, normally).
     Message {
-        data: Bytes,
+        data: String,
         /// Bytes of the whole data, more than `data` when cut at the cap.
         size: u64,
         event_id: Option<String>,
@@ -114,8 +114,9 @@ impl McpTap {
             }
             queue.push_back(TapEvent::Message {
                 size: e.data_size,
-                data: Bytes::from(e.data),
-                event_id: e.id,
+                data: e.data,
+                // Only an id of its own makes an event a replay when seen again.
+                event_id: e.id.filter(|_| e.own_id),
                 at: SystemTime::now(),
             });
         });
