@@ -4,6 +4,8 @@
 //! whole body. The recorder hands everything over exactly once: when the body
 //! ends, fails, or is dropped unfinished.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -110,9 +112,17 @@ pub struct BodyRecorder {
     total: u64,
     first_frame: Option<Instant>,
     overflow_hasher: Option<Sha256>,
+    /// Set when the body ends, however it ends.
+    on_end: Option<Arc<AtomicBool>>,
 }
 
 impl BodyRecorder {
+    /// Also sets `flag` when the body ends (before the capture task hears of it).
+    pub fn notify_end(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.on_end = Some(flag);
+        self
+    }
+
     pub fn new(cap: usize) -> (Self, oneshot::Receiver<BodyCapture>) {
         let (tx, rx) = oneshot::channel();
         (
@@ -124,6 +134,7 @@ impl BodyRecorder {
                 total: 0,
                 first_frame: None,
                 overflow_hasher: None,
+                on_end: None,
             },
             rx,
         )
@@ -170,11 +181,15 @@ impl BodyRecorder {
             total: 0,
             first_frame: None,
             overflow_hasher: None,
+            on_end: None,
         }
     }
 
     /// Hands the capture over. Later calls (and the drop) do nothing.
     pub fn finish(&mut self, end: BodyEnd) {
+        if let Some(flag) = self.on_end.take() {
+            flag.store(true, Ordering::Release);
+        }
         if let Some(tx) = self.tx.take() {
             let capture = BodyCapture {
                 chunks: std::mem::take(&mut self.chunks),

@@ -53,6 +53,9 @@ pub fn link(
             context: context::target(&linking.rules, &c.name, &c.arguments),
         })
         .collect();
+    if let Some(pending) = &linking.pending {
+        linking.tracker.await_predecessors(pending, CALL_WAIT);
+    }
     let linked = linking.tracker.link(&TurnInput {
         execution_id: &it.execution_id,
         interaction_id: &it.id,

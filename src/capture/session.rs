@@ -5,6 +5,7 @@
 //! the journal, whose bounded queue is the only place this task can wait.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -36,9 +37,17 @@ pub enum UpstreamEvent {
 /// without a report, the agent went away first.
 pub struct CaptureHandle {
     tx: Option<oneshot::Sender<(UpstreamEvent, Instant)>>,
+    /// Set by the response body's recorder when the body ends.
+    response_ended: Arc<AtomicBool>,
 }
 
 impl CaptureHandle {
+    /// For the response body's recorder: set when the agent has (or could
+    /// have) the whole answer, so later requests link after this exchange.
+    pub fn response_ended(&self) -> Arc<AtomicBool> {
+        self.response_ended.clone()
+    }
+
     pub fn report(&mut self, event: UpstreamEvent) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send((event, Instant::now()));
@@ -63,10 +72,12 @@ pub fn start(
     request_body: Option<oneshot::Receiver<BodyCapture>>,
 ) -> CaptureHandle {
     let (tx, rx) = oneshot::channel();
+    let pending = recorder.conversations.arrive(&meta.context.execution_id);
+    let response_ended = pending.response_ended();
     let linking = Linking {
         tracker: recorder.conversations.clone(),
         rules: recorder.context_rules.clone(),
-        pending: Some(recorder.conversations.arrive(&meta.context.execution_id)),
+        pending: Some(pending),
     };
     let journal = recorder.journal.clone();
     let metrics = recorder.metrics.clone();
@@ -127,5 +138,8 @@ pub fn start(
         }
         journal.append_interaction(built.interaction, built.blobs).await;
     });
-    CaptureHandle { tx: Some(tx) }
+    CaptureHandle {
+        tx: Some(tx),
+        response_ended,
+    }
 }

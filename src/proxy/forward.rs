@@ -283,6 +283,7 @@ async fn forward(
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip(&mut rparts.headers);
     let (recorder, response_capture) = BodyRecorder::new(state.capture_max_body);
+    let recorder = recorder.notify_end(capture.response_ended());
     capture.report(UpstreamEvent::Response {
         head: response_head(&rparts),
         body: response_capture,

@@ -14,7 +14,8 @@
 //! Losing state (eviction, restart) only loses links, never records.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 const MAX_CONVERSATIONS: usize = 10_000;
@@ -93,8 +94,10 @@ struct State {
     conversations: HashMap<String, Conversation>,
     calls: HashMap<(String, String), CallInfo>,
     call_order: VecDeque<(String, String)>,
-    /// Exchanges per execution that may still register calls.
-    unlinked: HashMap<String, usize>,
+    /// Exchanges per execution that have yet to link, each with a flag set
+    /// once its response ended (from then on a later request may extend it).
+    unlinked: HashMap<String, HashMap<u64, Arc<AtomicBool>>>,
+    next_exchange: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,15 +107,29 @@ pub struct ConversationTracker {
 }
 
 /// Held by an exchange from its arrival until it has linked (or given up):
-/// results that need its calls may wait for it meanwhile.
+/// results that need its calls may wait for it meanwhile, and so may the
+/// requests that arrived after its response ended (they may extend it).
 pub struct PendingLink {
-    tracker: std::sync::Arc<ConversationTracker>,
+    tracker: Arc<ConversationTracker>,
     execution_id: String,
+    id: u64,
+    /// Set when this exchange's response has ended.
+    ended: Arc<AtomicBool>,
+    /// Exchanges whose responses had ended when this one arrived, not yet linked.
+    predecessors: Vec<u64>,
+}
+
+impl PendingLink {
+    /// Set it (as the response's last byte is handed on) to say that from
+    /// now on a request may build on this exchange's answer.
+    pub fn response_ended(&self) -> Arc<AtomicBool> {
+        self.ended.clone()
+    }
 }
 
 impl Drop for PendingLink {
     fn drop(&mut self) {
-        self.tracker.settle(&self.execution_id);
+        self.tracker.settle(&self.execution_id, self.id);
     }
 }
 
@@ -122,28 +139,63 @@ impl ConversationTracker {
     }
 
     /// Notes an exchange that will link later; drop the token once it has.
-    pub fn arrive(self: &std::sync::Arc<Self>, execution_id: &str) -> PendingLink {
-        *self
-            .lock()
-            .unlinked
-            .entry(execution_id.to_owned())
-            .or_default() += 1;
+    pub fn arrive(self: &Arc<Self>, execution_id: &str) -> PendingLink {
+        let mut s = self.lock();
+        let id = s.next_exchange;
+        s.next_exchange += 1;
+        let ended = Arc::new(AtomicBool::new(false));
+        let others = s.unlinked.entry(execution_id.to_owned()).or_default();
+        let predecessors = others
+            .iter()
+            .filter(|(_, e)| e.load(Ordering::Acquire))
+            .map(|(id, _)| *id)
+            .collect();
+        others.insert(id, ended.clone());
         PendingLink {
             tracker: self.clone(),
             execution_id: execution_id.to_owned(),
+            id,
+            ended,
+            predecessors,
         }
     }
 
-    fn settle(&self, execution_id: &str) {
+    fn settle(&self, execution_id: &str, id: u64) {
         let mut s = self.lock();
-        if let Some(n) = s.unlinked.get_mut(execution_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(others) = s.unlinked.get_mut(execution_id) {
+            others.remove(&id);
+            if others.is_empty() {
                 s.unlinked.remove(execution_id);
             }
         }
         drop(s);
         self.changed.notify_all();
+    }
+
+    /// Waits, at most `wait`, until the exchanges whose answers this one's
+    /// request may build on have linked, so turns are placed in the order
+    /// the agent took them whatever order their records are built in.
+    pub fn await_predecessors(&self, pending: &PendingLink, wait: Duration) {
+        if pending.predecessors.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + wait;
+        let mut s = self.lock();
+        loop {
+            let waiting = s
+                .unlinked
+                .get(&pending.execution_id)
+                .is_some_and(|others| pending.predecessors.iter().any(|p| others.contains_key(p)));
+            let now = Instant::now();
+            if !waiting || now >= deadline {
+                return;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -195,7 +247,7 @@ impl ConversationTracker {
                         .map(|c| ((*id).to_owned(), c.clone()))
                 })
                 .collect();
-            let others_pending = s.unlinked.get(execution_id).copied().unwrap_or(0) > 0;
+            let others_pending = s.unlinked.get(execution_id).is_some_and(|o| !o.is_empty());
             let now = Instant::now();
             if found.len() == call_ids.len() || !others_pending || now >= deadline {
                 return found;
@@ -400,8 +452,39 @@ mod tests {
     }
 
     #[test]
+    fn a_request_links_after_the_exchange_whose_answer_it_extends() {
+        let t = Arc::new(ConversationTracker::new());
+        let first = t.arrive("e");
+        first.response_ended().store(true, Ordering::Release);
+        let second = t.arrive("e"); // sent after the first answer was complete
+        let (i1, o1) = (d(&["u1"]), d(&["a1"]));
+        let i2 = d(&["u1", "a1", "u2"]);
+        let later = {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                t.await_predecessors(&second, Duration::from_secs(30));
+                let l = t.link(&turn("i2", None, &i2, &[], &[]));
+                drop(second);
+                l
+            })
+        };
+        // The first exchange's record is built last, yet links first.
+        std::thread::sleep(Duration::from_millis(20));
+        let l1 = t.link(&turn("i1", None, &i1, &o1, &[]));
+        drop(first);
+        let l2 = later.join().unwrap();
+        assert_eq!((l1.turn, l2.turn), (1, 2));
+        assert_eq!(l2.previous_interaction_id, "i1");
+        // Exchanges still answering when a request arrives are not waited for.
+        let streaming = t.arrive("e");
+        let independent = t.arrive("e");
+        t.await_predecessors(&independent, Duration::from_secs(30));
+        drop((streaming, independent));
+    }
+
+    #[test]
     fn results_find_their_calls_even_if_the_call_links_later() {
-        let t = std::sync::Arc::new(ConversationTracker::new());
+        let t = Arc::new(ConversationTracker::new());
         let pending = t.arrive("e"); // the exchange whose response holds the call, not yet linked
         let waiter = {
             let t = t.clone();
