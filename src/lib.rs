@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the data path and how the modules fit together.
 
 pub mod admin;
+pub mod ca;
 pub mod capture;
 pub mod cli;
 pub mod config;
@@ -10,7 +11,9 @@ pub mod export;
 pub mod identity;
 pub mod journal;
 pub mod metrics;
+pub mod process;
 pub mod proxy;
 pub mod record;
+pub mod run;
 pub mod stdio;
 pub mod tls;

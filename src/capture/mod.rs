@@ -17,6 +17,7 @@ pub mod parts;
 mod record_builder;
 pub mod session;
 pub mod sse;
+pub mod websocket;
 
 #[cfg(test)]
 mod golden_tests;

@@ -2,6 +2,7 @@
 //! file; this one parses arguments, sets up logging and maps errors to exit
 //! codes.
 
+mod ca;
 mod check_config;
 mod journal;
 mod mcp;
@@ -67,6 +68,10 @@ enum Command {
     /// Verify the journal's tamper evidence, export its public key, or prune it.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
+    /// Manage the local certificate authority that HTTPS_PROXY mode uses to
+    /// intercept TLS: create it, print its certificate, write a CA bundle.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -78,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Journal(c) => journal::run(c),
         Command::Mcp(args) => mcp::run(args),
+        Command::Ca(c) => ca::run(c),
     };
     match result {
         Ok(code) => code,

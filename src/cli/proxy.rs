@@ -44,6 +44,41 @@ pub struct ProxyArgs {
     )]
     pub mcp_routes: Vec<String>,
 
+    /// Connect to ADDR instead of HOST:PORT, as curl's --resolve (repeatable), e.g.
+    /// api.openai.com:443=127.0.0.1:8443. TLS still checks the certificate for HOST.
+    #[arg(
+        long = "resolve",
+        env = "SIDETRACE_RESOLVE",
+        value_delimiter = ',',
+        value_name = "HOST:PORT=ADDR"
+    )]
+    pub resolve: Vec<String>,
+
+    /// A host whose HTTPS_PROXY traffic is intercepted and recorded (repeatable; replaces
+    /// the built-in list of model API hosts; `*.example.com` for subdomains).
+    #[arg(
+        long = "intercept-host",
+        env = "SIDETRACE_INTERCEPT_HOST",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub intercept_hosts: Vec<String>,
+
+    /// Directory of sidetrace's CA (ca-key.pem, ca-cert.pem), created on first use
+    /// [default: $XDG_DATA_HOME/sidetrace/ca].
+    #[arg(long, env = "SIDETRACE_CA_DIR", value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+
+    /// Require Proxy-Authorization (Basic) from forward-proxy clients: USER:PASSWORD
+    /// (repeatable). Reverse routes are unaffected.
+    #[arg(
+        long = "proxy-auth",
+        env = "SIDETRACE_PROXY_AUTH",
+        value_delimiter = ',',
+        value_name = "USER:PASSWORD"
+    )]
+    pub proxy_auth: Vec<String>,
+
     /// Extra PEM CA certificate(s) to trust for upstream TLS, besides the system and webpki roots.
     #[arg(long, env = "SIDETRACE_UPSTREAM_CA", value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
@@ -111,6 +146,12 @@ impl ProxyArgs {
                 endpoint: self.otlp_endpoint.clone(),
                 protocol: self.otlp_protocol.clone(),
                 shutdown_timeout: self.export_shutdown_timeout.clone(),
+            },
+            forward: crate::config::forward::ForwardFlags {
+                resolve: self.resolve.clone(),
+                intercept_hosts: self.intercept_hosts.clone(),
+                ca_dir: self.ca_dir.clone(),
+                proxy_auth: self.proxy_auth.clone(),
             },
             ..self.record.overrides(self.allow_header_sponsor)
         };

@@ -34,6 +34,10 @@ pub struct FileConfig {
     pub sponsor: super::identity::SponsorSection,
     #[serde(default)]
     pub redact: RedactSection,
+    #[serde(default)]
+    pub intercept: super::forward::InterceptSection,
+    #[serde(default)]
+    pub forward_proxy: super::forward::ForwardProxySection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +66,9 @@ pub struct UpstreamSection {
     pub ca_file: Option<PathBuf>,
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
+    /// `HOST:PORT=ADDR` address overrides, as curl's `--resolve`.
+    #[serde(default)]
+    pub resolve: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

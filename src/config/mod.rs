@@ -6,6 +6,7 @@
 mod checks;
 pub mod export;
 pub mod file;
+pub mod forward;
 pub mod identity;
 pub mod units;
 
@@ -59,6 +60,7 @@ pub struct Overrides {
     pub journal_max_size: Option<String>,
     pub export: export::ExportFlags,
     pub identity: identity::IdentityFlags,
+    pub forward: forward::ForwardFlags,
 }
 
 /// One reverse route: requests under `prefix` go to `upstream`.
@@ -94,6 +96,8 @@ pub struct ProxyConfig {
     pub redact_secrets: bool,
     pub export: crate::export::config::ExportConfig,
     pub drain_timeout: Duration,
+    /// Forward proxying: interception, the CA, address overrides, proxy auth.
+    pub forward: forward::ForwardConfig,
 }
 
 /// A retention limit, as written and as a duration.
@@ -111,7 +115,7 @@ pub struct ConfigErrors(pub Vec<String>);
 impl ProxyConfig {
     pub fn load(config_file: Option<&Path>, o: Overrides) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
-        let f = match config_file {
+        let mut f = match config_file {
             Some(p) => file::read(p, &mut errors).unwrap_or_default(),
             None => file::FileConfig::default(),
         };
@@ -272,6 +276,13 @@ impl ProxyConfig {
             &|name| std::env::var(name).ok(),
             &mut errors,
         );
+        let forward = forward::section(
+            f.intercept,
+            f.forward_proxy,
+            std::mem::take(&mut f.upstream.resolve),
+            o.forward.clone(),
+            &mut errors,
+        );
         if let Some(id) = &execution.execution_id
             && !id
                 .bytes()
@@ -302,6 +313,7 @@ impl ProxyConfig {
             redact_secrets: f.redact.secrets.unwrap_or(true),
             export,
             drain_timeout,
+            forward,
         })
     }
 }

@@ -90,6 +90,9 @@ impl JournalReader {
                     view.execution.end_time = end.end_time;
                     view.execution.end_reason = end.reason;
                     view.execution.exit_status = end.exit_status;
+                    if end.repository_after.is_some() {
+                        view.execution.repository_after = end.repository_after;
+                    }
                 }
                 Payload::InteractionStart(mut i) => {
                     // Only the request half is known until the full record arrives.
@@ -152,6 +155,14 @@ impl JournalReader {
 fn note_start(execution: &mut Execution, i: &Interaction) {
     if execution.start_time.is_none() {
         execution.start_time = i.timing.as_ref().and_then(|t| t.start_time);
+    }
+    // An execution known only from its records (another process opened
+    // it, or its opening was pruned) still says whose work it was.
+    if execution.sponsor.is_none() {
+        execution.sponsor = i.sponsor.clone();
+    }
+    if execution.correlation.is_none() {
+        execution.correlation = i.correlation.clone();
     }
 }
 

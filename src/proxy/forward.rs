@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::request::Parts;
-use http::{HeaderMap, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -49,6 +49,10 @@ pub struct ProxyState {
     pub listen: SocketAddr,
     /// MCP sessions being recorded on `protocol = "mcp"` routes.
     pub mcp_sessions: Arc<super::mcp::sessions::Sessions>,
+    /// Forward proxying: interception list, CA, address overrides, proxy auth.
+    pub forward: super::connect::ForwardState,
+    /// CONNECT tunnels, tracked for shutdown.
+    pub tunnels: super::connect::Tunnels,
     /// Cancelled when shutdown begins: Streamable HTTP servers' GET streams
     /// end then (their clients resume them elsewhere).
     pub mcp_streams: tokio_util::sync::CancellationToken,
@@ -66,7 +70,7 @@ impl ProxyState {
         session::start(&self.recorder, meta, request_body)
     }
 
-    fn journal(&self) -> &Journal {
+    pub(super) fn journal(&self) -> &Journal {
         &self.recorder.journal
     }
 
@@ -128,11 +132,24 @@ impl LocalAnswer {
     }
 }
 
+/// How a request reached the proxy.
+#[derive(Clone)]
+pub enum Via {
+    /// On the listener: a reverse route, or forward-proxy absolute form.
+    Listener,
+    /// Inside an intercepted CONNECT tunnel to this origin.
+    Tunnel(Arc<super::connect::Intercepted>),
+}
+
 pub async fn handle(
     state: Arc<ProxyState>,
     peer: SocketAddr,
     req: Request<Incoming>,
+    via: Via,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if req.method() == Method::CONNECT {
+        return Ok(super::connect::handle(state, peer, req).await);
+    }
     let start = SystemTime::now();
     let start_instant = Instant::now();
     let mut guard = RequestGuard::new(&state.recorder.metrics);
@@ -140,7 +157,17 @@ pub async fn handle(
 
     // Cheap (shared bytes); lets the resolved route borrow it while `parts` moves on.
     let uri = parts.uri.clone();
-    let resolved = state.routes.resolve(&uri);
+    let resolved = match &via {
+        Via::Tunnel(t) => t.resolve(&uri),
+        // Absolute form: sidetrace is the agent's HTTP_PROXY.
+        Via::Listener if uri.authority().is_some() => {
+            if let Some(denied) = super::connect::check_proxy_auth(&state, &parts.headers) {
+                return Ok(denied);
+            }
+            super::connect::absolute_form(&state, &uri)
+        }
+        Via::Listener => state.routes.resolve(&uri),
+    };
     let (provider, api) = match &resolved {
         Some(r) => api::detect(r.route.protocol, r.rest),
         // No route: guess the provider from the path, for the error's shape.
@@ -152,28 +179,12 @@ pub async fn handle(
         .map(|r| r.route.prefix.clone())
         .unwrap_or_default();
 
-    // Who sponsors this, and what it belongs to (may verify a token).
-    let (identity, unsponsored) = match state.identity.resolve(&parts.headers).await {
-        Ok(r) => (r, None),
-        Err(refusal) => (refusal.known, Some(refusal.message)),
-    };
-    let (context, opened, refusal) =
-        match state
-            .executions
-            .resolve(&parts.headers, start, identity.clone())
-        {
-            Ok((ctx, opened)) => (ctx, opened, None),
-            Err(e) => {
-                let (ctx, opened) =
-                    fallback_context(&state.executions, &parts.headers, start, identity);
-                (ctx, opened, Some(e.0))
-            }
-        };
-    // In write-ahead mode the execution must be on disk before its first request goes out.
-    let journal_down = match opened {
-        Some(execution) => state.journal().append_execution(execution).await.err(),
-        None => None,
-    };
+    let Scope {
+        context,
+        unsponsored,
+        refusal,
+        journal_down,
+    } = scope(&state, &parts.headers, start).await;
 
     let meta = RequestMeta {
         interaction_id: uuid::Uuid::now_v7().to_string(),
@@ -418,6 +429,45 @@ fn journal_unavailable(e: &Unavailable) -> LocalAnswer {
             "sidetrace cannot write its journal ({}), and in write-ahead mode no request is forwarded unrecorded. Check free disk space, journal.max_size and the journal path; /readyz reports unready until a write succeeds again.",
             e.0
         ),
+    }
+}
+
+/// Who and what a request belongs to, and what stands in its way.
+pub(super) struct Scope {
+    pub context: RequestContext,
+    /// Below the sponsor policy: why.
+    pub unsponsored: Option<String>,
+    /// Unacceptable `Sidetrace-*` headers: why.
+    pub refusal: Option<String>,
+    /// Write-ahead mode could not record the execution.
+    pub journal_down: Option<Unavailable>,
+}
+
+/// Resolves a request's sponsor (may verify a token) and execution, and
+/// journals the execution the first time it is seen (durably before its
+/// first request goes out, in write-ahead mode).
+pub(super) async fn scope(state: &ProxyState, headers: &HeaderMap, start: SystemTime) -> Scope {
+    let (identity, unsponsored) = match state.identity.resolve(headers).await {
+        Ok(r) => (r, None),
+        Err(refusal) => (refusal.known, Some(refusal.message)),
+    };
+    let (context, opened, refusal) =
+        match state.executions.resolve(headers, start, identity.clone()) {
+            Ok((ctx, opened)) => (ctx, opened, None),
+            Err(e) => {
+                let (ctx, opened) = fallback_context(&state.executions, headers, start, identity);
+                (ctx, opened, Some(e.0))
+            }
+        };
+    let journal_down = match opened {
+        Some(execution) => state.journal().append_execution(execution).await.err(),
+        None => None,
+    };
+    Scope {
+        context,
+        unsponsored,
+        refusal,
+        journal_down,
     }
 }
 

@@ -7,6 +7,7 @@
 //! close the executions this run owns, and only then close the journal.
 
 pub mod body;
+pub mod connect;
 pub mod errors;
 pub mod forward;
 pub mod headers;
@@ -80,7 +81,13 @@ impl Server {
     pub async fn bind(config: ProxyConfig) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let (journal, writer) = Journal::open(&config.journal, metrics.clone())?;
-        let client = upstream::client(config.upstream_ca.as_deref(), config.connect_timeout)?;
+        let forward_state =
+            connect::ForwardState::new(config.forward.clone(), config.connect_timeout);
+        let client = upstream::client(
+            config.upstream_ca.as_deref(),
+            config.connect_timeout,
+            forward_state.overrides.clone(),
+        )?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError::Bind(config.listen, e))?;
@@ -128,6 +135,8 @@ impl Server {
             mcp_sessions,
             mcp_streams: CancellationToken::new(),
             mcp_legacy_streams: CancellationToken::new(),
+            forward: forward_state,
+            tunnels: connect::Tunnels::default(),
         });
         Ok(Self {
             listener,
@@ -156,6 +165,17 @@ impl Server {
         self.admin_listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Records into `execution_id` without opening or closing it: its owner
+    /// (`sidetrace run`) journals both.
+    pub fn adopt_execution(&self, execution_id: &str) {
+        self.state.executions.adopt(execution_id);
+    }
+
+    /// The journal this server writes.
+    pub fn journal(&self) -> crate::journal::Journal {
+        self.state.recorder.journal.clone()
     }
 
     /// The execution this run records into when requests name none.
@@ -193,7 +213,8 @@ impl Server {
             .header_read_timeout(Duration::from_secs(60));
         builder.http2().timer(TokioTimer::new());
         let graceful = GracefulShutdown::new();
-        let hard_stop = CancellationToken::new();
+        // One hard stop for listener connections and tunnels alike.
+        let hard_stop = state.tunnels.hard_stop.clone();
         let connections = TaskTracker::new();
         admin.set_ready(true);
 
@@ -213,10 +234,12 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let state = state.clone();
-            let svc =
-                hyper::service::service_fn(move |req| forward::handle(state.clone(), peer, req));
+            let svc = hyper::service::service_fn(move |req| {
+                forward::handle(state.clone(), peer, req, forward::Via::Listener)
+            });
+            // With upgrades: CONNECT tunnels and WebSockets.
             let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .into_owned();
             let conn = graceful.watch(conn);
             let hard_stop = hard_stop.clone();
@@ -245,16 +268,21 @@ impl Server {
         });
         tracing::info!(timeout = %humantime::format_duration(drain_timeout), "shutting down: draining in-flight requests");
         connections.close();
-        if tokio::time::timeout(drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let tunnels = state.tunnels.clone();
+        tunnels.draining.cancel();
+        tunnels.tracker.close();
+        let drained = async {
+            graceful.shutdown().await;
+            tunnels.tracker.wait().await;
+        };
+        if tokio::time::timeout(drain_timeout, drained).await.is_err() {
             tracing::warn!(
                 "drain timeout reached; cutting the remaining connections (their records are kept as incomplete)"
             );
             hard_stop.cancel();
         }
         connections.wait().await;
+        tunnels.tracker.wait().await;
         legacy_timer.abort();
 
         sweeper.abort();
@@ -312,6 +340,7 @@ async fn end_execution(state: &ProxyState, execution_id: String, reason: &str) {
             end_time: Some(timestamp(SystemTime::now())),
             reason: reason.to_owned(),
             exit_status: None,
+            repository_after: None,
         })
         .await;
 }

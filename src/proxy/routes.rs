@@ -2,9 +2,12 @@
 //! path on a segment boundary wins; the prefix is stripped and the rest of
 //! the path and the query are appended to the upstream URL.
 
+use std::borrow::Cow;
+
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
 
+use crate::capture::api::RouteProtocol;
 use crate::config::Route;
 
 #[derive(Debug)]
@@ -16,10 +19,35 @@ pub struct RouteTable {
 /// Where one request goes.
 #[derive(Debug)]
 pub struct Resolved<'a> {
-    pub route: &'a Route,
+    /// A configured route, or one made for a forward-proxied origin.
+    pub route: Cow<'a, Route>,
     /// Path after the prefix (starts with '/'), no query.
     pub rest: &'a str,
     pub upstream_uri: Uri,
+}
+
+/// A route for requests proxied to `origin` (forward proxy, intercepted
+/// tunnel): its label is the origin, its path is the request's whole path.
+pub fn origin_route<'a>(
+    origin: Uri,
+    protocol: RouteProtocol,
+    uri: &'a Uri,
+) -> Option<Resolved<'a>> {
+    let route = Route {
+        prefix: format!(
+            "{}://{}",
+            origin.scheme_str()?,
+            origin.authority()?.as_str()
+        ),
+        upstream: origin,
+        protocol,
+    };
+    let upstream_uri = join(&route.upstream, uri.path(), uri.query())?;
+    Some(Resolved {
+        route: Cow::Owned(route),
+        rest: uri.path(),
+        upstream_uri,
+    })
 }
 
 impl RouteTable {
@@ -42,7 +70,7 @@ impl RouteTable {
         };
         let upstream_uri = join(&route.upstream, rest, uri.query())?;
         Some(Resolved {
-            route,
+            route: Cow::Borrowed(route),
             rest,
             upstream_uri,
         })

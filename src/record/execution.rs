@@ -77,6 +77,9 @@ struct Opened {
     source: ExecutionIdSource,
     /// Milliseconds since the registry's epoch.
     last_seen: AtomicU64,
+    /// Opened and closed by someone else (`sidetrace run`): this registry
+    /// neither journals its start nor closes it.
+    adopted: bool,
 }
 
 pub struct ExecutionRegistry {
@@ -169,6 +172,7 @@ impl ExecutionRegistry {
                         Opened {
                             source: id_source,
                             last_seen: AtomicU64::new(now_ms),
+                            adopted: false,
                         },
                     )
                     .is_none();
@@ -214,10 +218,12 @@ impl ExecutionRegistry {
             .opened
             .iter()
             .filter(|e| {
-                matches!(
-                    e.source,
-                    ExecutionIdSource::AgentSession | ExecutionIdSource::Header
-                ) && e.last_seen.load(Ordering::Relaxed) <= cutoff
+                !e.adopted
+                    && matches!(
+                        e.source,
+                        ExecutionIdSource::AgentSession | ExecutionIdSource::Header
+                    )
+                    && e.last_seen.load(Ordering::Relaxed) <= cutoff
             })
             .map(|e| e.key().clone())
             .collect();
@@ -227,11 +233,28 @@ impl ExecutionRegistry {
             .collect()
     }
 
+    /// Takes on an execution someone else opened and will close (its
+    /// `Execution` entry is already in the journal).
+    pub fn adopt(&self, execution_id: &str) {
+        self.opened.insert(
+            execution_id.to_owned(),
+            Opened {
+                source: ExecutionIdSource::Config,
+                last_seen: AtomicU64::new(0),
+                adopted: true,
+            },
+        );
+    }
+
     /// Every execution this run has open. At shutdown each is closed: the
     /// record says when sidetrace stopped seeing it (a later run that sees it
     /// again opens a new segment of it).
     pub fn open_executions(&self) -> Vec<String> {
-        self.opened.iter().map(|e| e.key().clone()).collect()
+        self.opened
+            .iter()
+            .filter(|e| !e.adopted)
+            .map(|e| e.key().clone())
+            .collect()
     }
 }
 

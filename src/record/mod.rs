@@ -125,6 +125,7 @@ impl Api {
             Api::Messages => "messages",
             Api::Other => "other",
             Api::Mcp => "mcp",
+            Api::Tunnel => "tunnel",
             Api::Unspecified => "unknown",
         }
     }

@@ -92,7 +92,7 @@ async fn wrap(opts: WrapOptions) -> anyhow::Result<ExitCode> {
         anyhow::bail!("cannot record the execution: {}", e.0);
     }
 
-    let mut signals = child::Forwarder::install()?;
+    let mut signals = crate::process::Forwarder::install()?;
     let mut server = match child::spawn(&opts.command) {
         Ok(c) => c,
         Err(e) => {
@@ -155,11 +155,14 @@ async fn wrap(opts: WrapOptions) -> anyhow::Result<ExitCode> {
     let status = loop {
         tokio::select! {
             status = server.wait() => break status,
-            sig = signals.next() => child::send(pid, sig),
+            sig = signals.next() => crate::process::send(pid, sig),
         }
     };
     let (code, reason) = match status {
-        Ok(s) => child::exit_code(s),
+        Ok(s) => {
+            let (code, how) = crate::process::exit_code(s);
+            (code, format!("the server {how}"))
+        }
         Err(e) => (
             ExitCode::from(1),
             format!("waiting for the server failed: {e}"),
@@ -198,6 +201,7 @@ async fn end_execution(journal: &Journal, owned: bool, execution_id: &str, reaso
             end_time: Some(timestamp(SystemTime::now())),
             reason: reason.to_owned(),
             exit_status: None,
+            repository_after: None,
         })
         .await;
 }

@@ -1,0 +1,3 @@
+//! `sidetrace run`: one command records a whole unit of work.
+
+pub mod repo;

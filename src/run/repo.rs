@@ -1,0 +1,1186 @@
+//! Git repository state before and after a unit of work: where the work tree
+//! is, which commit and branch it is on, and a digest of everything not yet
+//! committed; and the commits made in between.
+//!
+//! Everything is read through the `git` command line. Only commands that
+//! never write the repository are used (plumbing `diff-index`/`diff-files`
+//! rather than porcelain `git diff`, which refreshes and rewrites the index),
+//! and every invocation runs with `--no-optional-locks`, so capturing never
+//! takes the index lock and is safe while an agent works in the repository.
+//!
+//! The functions block on child processes; call them from a blocking context
+//! (`tokio::task::spawn_blocking`) in async code.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+
+use sha2::{Digest, Sha256};
+
+/// Untracked files larger than this are not read; the digest covers their
+/// path and size only.
+pub const UNTRACKED_CONTENT_LIMIT: u64 = 64 << 20;
+
+/// How much of a streaming git command's stderr is kept for error messages.
+const STDERR_LIMIT: usize = 16 << 10;
+
+/// Domain separator and version of the uncommitted-changes digest input.
+const DIGEST_DOMAIN: &[u8] = b"sidetrace.repo.uncommitted.v1\0";
+
+/// Environment variables that would point git at another repository, index
+/// or object store than the one containing the directory we were given, or
+/// change diff output. Removed from every invocation.
+const OVERRIDING_ENV: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+    "GIT_DIFF_OPTS",
+    "GIT_EXTERNAL_DIFF",
+];
+
+/// Diff options pinned so the output depends on the repository content, not
+/// on diff configuration (plumbing ignores most of it anyway).
+const DIFF_OPTIONS: &[&str] = &[
+    "-p",
+    "--binary",
+    "--full-index",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--no-renames",
+    "--unified=3",
+    "--inter-hunk-context=0",
+    "--diff-algorithm=myers",
+    "--indent-heuristic",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+    "--submodule=short",
+];
+
+/// `git log` format: id, author name, author email, strict ISO 8601 author
+/// date, subject; NUL-separated (with `-z`, commits are NUL-terminated too).
+const LOG_FORMAT: &str = "--format=%H%x00%an%x00%ae%x00%aI%x00%s";
+const LOG_FIELDS: usize = 5;
+
+/// The state of a git work tree at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoState {
+    /// The work tree's top level, as git reports it (symlinks resolved).
+    pub root: PathBuf,
+    /// `origin`'s URL, or the first remote's (alphabetically) when there is
+    /// no `origin`; `url.<base>.insteadOf` applied, credentials stripped.
+    /// Empty without remotes.
+    pub remote_url: String,
+    /// The current branch (`main`, not `refs/heads/main`); empty when HEAD is
+    /// detached. Set in a repository without commits (the unborn branch).
+    pub branch: String,
+    /// The full id of the commit HEAD points at; empty without commits.
+    pub head_commit: String,
+    /// The id of `head_commit`'s tree; empty without commits.
+    pub tree_hash: String,
+    /// Whether anything is uncommitted: staged or unstaged changes to tracked
+    /// files, or untracked files that are not ignored.
+    pub dirty: bool,
+    /// `sha256:<hex>` over the uncommitted changes (staged diff, unstaged
+    /// diff, untracked files); empty when clean. Relative to `head_commit`.
+    pub diff_digest: String,
+}
+
+/// One commit, as `commits_between` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Full commit id.
+    pub id: String,
+    /// `Name <email>` of the author (as recorded, no mailmap).
+    pub author: String,
+    /// The author date, strict ISO 8601 (`2024-05-06T07:08:09+02:00`; git
+    /// may print `Z` for UTC).
+    pub time: String,
+    /// The first line (paragraph) of the message.
+    pub subject: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("running `{command}`: {source}")]
+    Run { command: String, source: io::Error },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Git {
+        command: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+    #[error("`{command}` printed unexpected output: {detail}")]
+    Output { command: String, detail: String },
+}
+
+/// Captures the state of the git work tree containing `dir` (which may be
+/// any directory inside it). `Ok(None)` when `dir` is not inside a work tree
+/// (outside any repository, inside `.git`, a bare repository) or git is not
+/// installed. Variables such as `GIT_DIR` in our environment are ignored: the
+/// repository is always the one containing `dir`.
+pub fn capture(dir: &Path) -> Result<Option<RepoState>, RepoError> {
+    capture_with(OsStr::new("git"), dir, UNTRACKED_CONTENT_LIMIT)
+}
+
+/// Commits reachable from `head` and not from `base`, oldest first (parents
+/// before children). An empty `base` (the repository had no commits) gives
+/// all commits of `head`; an empty `head` gives none.
+pub fn commits_between(root: &Path, base: &str, head: &str) -> Result<Vec<Commit>, RepoError> {
+    commits_between_with(OsStr::new("git"), root, base, head)
+}
+
+/// Removes credentials from a remote URL: the user information of
+/// `scheme://user:password@host/…` URLs (for ssh URLs only the password; the
+/// user name is kept). scp-like `user@host:path` and local paths are returned
+/// unchanged.
+pub fn strip_credentials(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let scheme = &url[..scheme_end];
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return url.to_owned();
+    }
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_len].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let host_and_rest = &rest[at + 1..];
+    let ssh = scheme
+        .to_ascii_lowercase()
+        .split('+')
+        .any(|part| part == "ssh");
+    let user = userinfo.split(':').next().filter(|u| ssh && !u.is_empty());
+    match user {
+        Some(user) => format!("{scheme}://{user}@{host_and_rest}"),
+        None => format!("{scheme}://{host_and_rest}"),
+    }
+}
+
+fn capture_with(program: &OsStr, dir: &Path, limit: u64) -> Result<Option<RepoState>, RepoError> {
+    if !dir.is_dir() {
+        return Err(RepoError::NotADirectory(dir.to_owned()));
+    }
+    let Some(root) = work_tree_root(program, dir)? else {
+        return Ok(None);
+    };
+    let git = Git {
+        program,
+        dir: &root,
+    };
+    let branch = branch(&git)?;
+    let head_commit = git.rev_parse_verify("HEAD^{commit}")?;
+    let tree_hash = if head_commit.is_empty() {
+        String::new()
+    } else {
+        let tree = git.rev_parse_verify(&format!("{head_commit}^{{tree}}"))?;
+        if tree.is_empty() {
+            return Err(git.unexpected(
+                &["rev-parse", "--verify", "--quiet", "<commit>^{tree}"],
+                format!("commit {head_commit} has no tree"),
+            ));
+        }
+        tree
+    };
+    let remote_url = remote_url(&git)?;
+    let diff_digest = uncommitted_digest(&git, &head_commit, limit)?;
+    Ok(Some(RepoState {
+        dirty: diff_digest.is_some(),
+        diff_digest: diff_digest.unwrap_or_default(),
+        root,
+        remote_url,
+        branch,
+        head_commit,
+        tree_hash,
+    }))
+}
+
+/// The top level of the work tree containing `dir`, or None.
+fn work_tree_root(program: &OsStr, dir: &Path) -> Result<Option<PathBuf>, RepoError> {
+    let git = Git { program, dir };
+    let args = ["rev-parse", "--is-inside-work-tree"];
+    let out = match git.output(&args) {
+        Err(RepoError::Run { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            tracing::debug!(dir = %dir.display(), "git is not installed; not capturing repository state");
+            return Ok(None);
+        }
+        result => result?,
+    };
+    if !out.status.success() {
+        if String::from_utf8_lossy(&out.stderr).contains("not a git repository") {
+            tracing::debug!(dir = %dir.display(), "not inside a git repository");
+            return Ok(None);
+        }
+        return Err(git.failed(&args, &out));
+    }
+    match trim_line(&out.stdout) {
+        b"true" => {}
+        b"false" => {
+            tracing::debug!(dir = %dir.display(), "inside a git directory or bare repository, not a work tree");
+            return Ok(None);
+        }
+        other => {
+            return Err(git.unexpected(&args, String::from_utf8_lossy(other).into_owned()));
+        }
+    }
+    let args = ["rev-parse", "--show-toplevel"];
+    let top = git.run(&args)?;
+    let top = trim_line(&top);
+    if top.is_empty() {
+        return Err(git.unexpected(&args, "no top level".to_owned()));
+    }
+    Ok(Some(PathBuf::from(os_str_from_bytes(top).into_owned())))
+}
+
+/// The current branch; empty when HEAD is detached.
+fn branch(git: &Git) -> Result<String, RepoError> {
+    let args = ["symbolic-ref", "--quiet", "HEAD"];
+    let out = git.output(&args)?;
+    match out.status.code() {
+        Some(0) => {
+            let full = String::from_utf8_lossy(trim_line(&out.stdout)).into_owned();
+            Ok(full
+                .strip_prefix("refs/heads/")
+                .map(str::to_owned)
+                .unwrap_or(full))
+        }
+        // --quiet: HEAD is not a symbolic ref, i.e. detached.
+        Some(1) => Ok(String::new()),
+        _ => Err(git.failed(&args, &out)),
+    }
+}
+
+/// `origin`'s URL, else the first remote's; empty without remotes.
+fn remote_url(git: &Git) -> Result<String, RepoError> {
+    let names = git.run(&["remote"])?;
+    let names = String::from_utf8_lossy(&names);
+    let Some(name) = names
+        .lines()
+        .find(|n| *n == "origin")
+        .or_else(|| names.lines().find(|n| !n.is_empty()))
+    else {
+        return Ok(String::new());
+    };
+    let args = ["remote", "get-url", "--", name];
+    let out = git.output(&args)?;
+    if out.status.success() {
+        return Ok(strip_credentials(&String::from_utf8_lossy(trim_line(
+            &out.stdout,
+        ))));
+    }
+    if String::from_utf8_lossy(&out.stderr).contains("No such remote") {
+        // Configured without a URL (e.g. only a fetch refspec).
+        tracing::debug!(remote = name, "remote has no URL");
+        return Ok(String::new());
+    }
+    Err(git.failed(&args, &out))
+}
+
+/// The digest of the uncommitted changes, None when there are none.
+///
+/// Input: a domain tag; the staged diff (index against `head`, or against the
+/// empty tree without commits) and the unstaged diff (work tree against
+/// index), each as SHA-256 and byte length of git's output; then the
+/// untracked, non-ignored files sorted by path bytes, each as its path and a
+/// description of its content (see `Untracked`).
+fn uncommitted_digest(git: &Git, head: &str, limit: u64) -> Result<Option<String>, RepoError> {
+    let base = if head.is_empty() {
+        empty_tree(git)?
+    } else {
+        head.to_owned()
+    };
+    let mut staged_args = vec!["-c", "core.quotePath=true", "diff-index", "--cached"];
+    staged_args.extend_from_slice(DIFF_OPTIONS);
+    staged_args.extend_from_slice(&[base.as_str(), "--"]);
+    let mut staged = HashWriter::default();
+    git.stream(&staged_args, &mut staged)?;
+
+    let mut unstaged_args = vec!["-c", "core.quotePath=true", "diff-files"];
+    unstaged_args.extend_from_slice(DIFF_OPTIONS);
+    unstaged_args.push("--");
+    let mut unstaged = HashWriter::default();
+    git.stream(&unstaged_args, &mut unstaged)?;
+
+    let untracked = untracked_paths(git)?;
+    if staged.len == 0 && unstaged.len == 0 && untracked.is_empty() {
+        return Ok(None);
+    }
+
+    let mut hasher = Sha256::new();
+    hasher.update(DIGEST_DOMAIN);
+    for part in [staged, unstaged] {
+        hasher.update(part.len.to_be_bytes());
+        hasher.update(part.finish());
+    }
+    hasher.update((untracked.len() as u64).to_be_bytes());
+    for path in &untracked {
+        hasher.update((path.len() as u64).to_be_bytes());
+        hasher.update(path);
+        Untracked::inspect(&git.dir.join(os_str_from_bytes(path)), limit).feed(&mut hasher);
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    Ok(Some(format!("sha256:{}", hex::encode(digest))))
+}
+
+/// The empty tree's id in this repository's object format.
+fn empty_tree(git: &Git) -> Result<String, RepoError> {
+    let args = ["hash-object", "-t", "tree", "--stdin"];
+    let out = git.run(&args)?;
+    let id = String::from_utf8_lossy(trim_line(&out)).into_owned();
+    if id.is_empty() {
+        return Err(git.unexpected(&args, "no object id".to_owned()));
+    }
+    Ok(id)
+}
+
+/// Untracked, non-ignored files relative to the top level, sorted by bytes.
+/// Embedded repositories are listed as `dir/`.
+fn untracked_paths(git: &Git) -> Result<Vec<Vec<u8>>, RepoError> {
+    let out = git.run(&["ls-files", "-z", "--others", "--exclude-standard"])?;
+    let mut paths: Vec<Vec<u8>> = out
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    Ok(paths)
+}
+
+/// What the digest records of one untracked path.
+#[derive(Debug, PartialEq, Eq)]
+enum Untracked {
+    /// A regular file: its length and SHA-256.
+    File {
+        executable: bool,
+        len: u64,
+        digest: [u8; 32],
+    },
+    /// A regular file over the content limit: its length only.
+    Large { executable: bool, len: u64 },
+    /// A symbolic link: its target (never followed).
+    Symlink(Vec<u8>),
+    /// A directory (an embedded repository).
+    Directory,
+    /// A FIFO, socket or device: never opened.
+    Special,
+    /// Gone since git listed it.
+    Vanished,
+    /// Could not be read (e.g. permissions).
+    Unreadable,
+}
+
+impl Untracked {
+    fn inspect(path: &Path, limit: u64) -> Self {
+        let vanished_or_unreadable = |e: io::Error| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Self::Vanished
+            } else {
+                Self::Unreadable
+            }
+        };
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => return vanished_or_unreadable(e),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            return match fs::read_link(path) {
+                Ok(target) => Self::Symlink(os_str_bytes(target.as_os_str())),
+                Err(e) => vanished_or_unreadable(e),
+            };
+        }
+        if kind.is_dir() {
+            return Self::Directory;
+        }
+        if !kind.is_file() {
+            return Self::Special;
+        }
+        let file = match open_no_follow(path) {
+            Ok(file) => file,
+            Err(e) => return vanished_or_unreadable(e),
+        };
+        // What we opened, not what the path named a moment ago.
+        let meta = match file.metadata() {
+            Ok(meta) => meta,
+            Err(_) => return Self::Unreadable,
+        };
+        if !meta.is_file() {
+            return Self::Special;
+        }
+        let executable = is_executable(&meta);
+        if meta.len() > limit {
+            return Self::Large {
+                executable,
+                len: meta.len(),
+            };
+        }
+        let mut hash = HashWriter::default();
+        match io::copy(&mut file.take(limit), &mut hash) {
+            Ok(_) => Self::File {
+                executable,
+                len: hash.len,
+                digest: hash.finish(),
+            },
+            Err(_) => Self::Unreadable,
+        }
+    }
+
+    fn feed(&self, hasher: &mut Sha256) {
+        match self {
+            Self::File {
+                executable,
+                len,
+                digest,
+            } => {
+                hasher.update([b'f', u8::from(*executable)]);
+                hasher.update(len.to_be_bytes());
+                hasher.update(digest);
+            }
+            Self::Large { executable, len } => {
+                hasher.update([b'F', u8::from(*executable)]);
+                hasher.update(len.to_be_bytes());
+            }
+            Self::Symlink(target) => {
+                hasher.update([b'l']);
+                hasher.update((target.len() as u64).to_be_bytes());
+                hasher.update(target);
+            }
+            Self::Directory => hasher.update([b'd']),
+            Self::Special => hasher.update([b's']),
+            Self::Vanished => hasher.update([b'v']),
+            Self::Unreadable => hasher.update([b'u']),
+        }
+    }
+}
+
+/// Opens a file for reading without following a symlink and without
+/// blocking should it have become a FIFO.
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    }
+    #[cfg(not(unix))]
+    {
+        File::open(path)
+    }
+}
+
+fn is_executable(meta: &fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
+fn commits_between_with(
+    program: &OsStr,
+    root: &Path,
+    base: &str,
+    head: &str,
+) -> Result<Vec<Commit>, RepoError> {
+    if head.is_empty() {
+        return Ok(Vec::new());
+    }
+    let git = Git { program, dir: root };
+    let exclude = format!("^{base}");
+    let mut args = vec![
+        "log",
+        "-z",
+        LOG_FORMAT,
+        "--reverse",
+        "--date-order",
+        "--no-color",
+        "--no-show-signature",
+        "--no-use-mailmap",
+        "--end-of-options",
+        head,
+    ];
+    if !base.is_empty() {
+        args.push(&exclude);
+    }
+    args.push("--");
+    let out = git.run(&args)?;
+    let out = out.strip_suffix(b"\0").unwrap_or(&out);
+    if out.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fields: Vec<String> = out
+        .split(|b| *b == 0)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    if fields.len() % LOG_FIELDS != 0 {
+        return Err(git.unexpected(
+            &args,
+            format!("{} fields, not a multiple of {LOG_FIELDS}", fields.len()),
+        ));
+    }
+    Ok(fields
+        .chunks_exact(LOG_FIELDS)
+        .map(|c| Commit {
+            id: c[0].clone(),
+            author: format!("{} <{}>", c[1], c[2]),
+            time: c[3].clone(),
+            subject: c[4].clone(),
+        })
+        .collect())
+}
+
+/// Runs git in one directory.
+struct Git<'a> {
+    program: &'a OsStr,
+    dir: &'a Path,
+}
+
+impl Git<'_> {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.program);
+        cmd.arg("--no-pager")
+            .arg("--no-optional-locks")
+            .arg("-C")
+            .arg(self.dir)
+            .args(args)
+            .env("LC_ALL", "C")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_OPTIONAL_LOCKS", "0")
+            .stdin(Stdio::null());
+        for var in OVERRIDING_ENV {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    /// The command line, for error messages.
+    fn describe(&self, args: &[&str]) -> String {
+        let mut line = format!(
+            "{} -C {}",
+            self.program.to_string_lossy(),
+            quote(&self.dir.to_string_lossy())
+        );
+        for arg in args {
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+        line
+    }
+
+    /// Runs to completion, whatever the exit status.
+    fn output(&self, args: &[&str]) -> Result<Output, RepoError> {
+        self.command(args)
+            .output()
+            .map_err(|source| self.run_error(args, source))
+    }
+
+    /// Runs to completion; stdout, or an error unless git exited 0.
+    fn run(&self, args: &[&str]) -> Result<Vec<u8>, RepoError> {
+        let out = self.output(args)?;
+        if !out.status.success() {
+            return Err(self.failed(args, &out));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Streams stdout into `sink` without buffering it; an error unless git
+    /// exited 0.
+    fn stream(&self, args: &[&str], sink: &mut dyn Write) -> Result<(), RepoError> {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| self.run_error(args, source))?;
+        // Drain stderr concurrently so git never blocks on a full pipe.
+        let stderr = child
+            .stderr
+            .take()
+            .map(|stderr| std::thread::spawn(move || read_capped(stderr, STDERR_LIMIT)));
+        let copied = match child.stdout.take() {
+            Some(mut stdout) => io::copy(&mut stdout, sink).map(drop),
+            None => Ok(()),
+        };
+        // stdout is closed by now: if copying failed, git gets EPIPE.
+        if copied.is_err() {
+            let _ = child.kill();
+        }
+        let status = child.wait();
+        let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        copied.map_err(|source| self.run_error(args, source))?;
+        let status = status.map_err(|source| self.run_error(args, source))?;
+        if !status.success() {
+            return Err(RepoError::Git {
+                command: self.describe(args),
+                status,
+                stderr: String::from_utf8_lossy(&stderr).trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `rev-parse --verify --quiet`: the object id, empty when `rev` does not
+    /// resolve.
+    fn rev_parse_verify(&self, rev: &str) -> Result<String, RepoError> {
+        let args = ["rev-parse", "--verify", "--quiet", rev];
+        let out = self.output(&args)?;
+        match out.status.code() {
+            Some(0) => Ok(String::from_utf8_lossy(trim_line(&out.stdout)).into_owned()),
+            Some(1) if out.stdout.is_empty() => Ok(String::new()),
+            _ => Err(self.failed(&args, &out)),
+        }
+    }
+
+    fn run_error(&self, args: &[&str], source: io::Error) -> RepoError {
+        RepoError::Run {
+            command: self.describe(args),
+            source,
+        }
+    }
+
+    fn failed(&self, args: &[&str], out: &Output) -> RepoError {
+        RepoError::Git {
+            command: self.describe(args),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }
+    }
+
+    fn unexpected(&self, args: &[&str], detail: String) -> RepoError {
+        RepoError::Output {
+            command: self.describe(args),
+            detail,
+        }
+    }
+}
+
+/// A SHA-256 that counts what it was fed, as an `io::Write` sink.
+#[derive(Default)]
+struct HashWriter {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl HashWriter {
+    fn finish(self) -> [u8; 32] {
+        self.hasher.finalize().into()
+    }
+}
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads `r` to the end, keeping the first `limit` bytes.
+fn read_capped(mut r: impl Read, limit: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    kept
+}
+
+/// One line of git output without its line ending.
+fn trim_line(out: &[u8]) -> &[u8] {
+    let out = out.strip_suffix(b"\n").unwrap_or(out);
+    out.strip_suffix(b"\r").unwrap_or(out)
+}
+
+fn quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && !arg
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | '\\'))
+    {
+        arg.to_owned()
+    } else {
+        format!("{arg:?}")
+    }
+}
+
+#[cfg(unix)]
+fn os_str_from_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, OsStr> {
+    use std::os::unix::ffi::OsStrExt;
+    std::borrow::Cow::Borrowed(OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn os_str_from_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, OsStr> {
+    // git writes paths as UTF-8 on other platforms.
+    std::borrow::Cow::Owned(String::from_utf8_lossy(bytes).into_owned().into())
+}
+
+#[cfg(unix)]
+fn os_str_bytes(s: &OsStr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    s.as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn os_str_bytes(s: &OsStr) -> Vec<u8> {
+    s.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs git for test setup, isolated from the user's and system config.
+    fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null());
+        for var in OVERRIDING_ENV {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    }
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        git_env(dir, args, &[])
+    }
+
+    /// A fresh repository (no commits) in a directory whose name has a space
+    /// and non-ASCII characters.
+    fn init_repo() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("répo with space");
+        fs::create_dir(&root).unwrap();
+        git(&root, &["init", "-q", "--initial-branch=main"]);
+        git(&root, &["config", "user.name", "Test User"]);
+        git(&root, &["config", "user.email", "test@example.com"]);
+        git(&root, &["config", "commit.gpgsign", "false"]);
+        let root = fs::canonicalize(&root).unwrap();
+        (tmp, root)
+    }
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    fn commit_all(root: &Path, subject: &str, env: &[(&str, &str)]) -> String {
+        git(root, &["add", "-A"]);
+        git_env(root, &["commit", "-q", "-m", subject], env);
+        git(root, &["rev-parse", "HEAD"])
+    }
+
+    fn state(dir: &Path) -> RepoState {
+        capture(dir).unwrap().expect("inside a work tree")
+    }
+
+    #[test]
+    fn fresh_repository_without_commits() {
+        let (_tmp, root) = init_repo();
+        let s = state(&root);
+        assert_eq!(
+            s,
+            RepoState {
+                root: root.clone(),
+                remote_url: String::new(),
+                branch: "main".into(),
+                head_commit: String::new(),
+                tree_hash: String::new(),
+                dirty: false,
+                diff_digest: String::new(),
+            }
+        );
+
+        write(&root, "new file.txt", "hello\n");
+        let untracked = state(&root);
+        assert!(untracked.dirty);
+        assert!(untracked.diff_digest.starts_with("sha256:"));
+        assert_eq!(untracked.diff_digest.len(), "sha256:".len() + 64);
+        assert_eq!(state(&root), untracked);
+
+        // Staging the same content is a different state (index vs empty tree).
+        git(&root, &["add", "new file.txt"]);
+        let staged = state(&root);
+        assert!(staged.dirty);
+        assert_ne!(staged.diff_digest, untracked.diff_digest);
+        assert_eq!(staged.head_commit, "");
+
+        assert_eq!(commits_between(&root, "", "").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn dirty_states_change_the_digest_and_equal_states_do_not() {
+        let (_tmp, root) = init_repo();
+        write(&root, "a.txt", "one\n");
+        write(&root, "dir with space/ünïcode file.txt", "zwei\n");
+        let head = commit_all(&root, "initial", &[]);
+
+        let clean = state(&root);
+        assert_eq!(clean.head_commit, head);
+        assert_eq!(clean.tree_hash, git(&root, &["rev-parse", "HEAD^{tree}"]));
+        assert!(!clean.dirty);
+        assert_eq!(clean.diff_digest, "");
+
+        // Unstaged change to a tracked file (with a unicode path).
+        write(&root, "dir with space/ünïcode file.txt", "drei\n");
+        let modified = state(&root);
+        assert!(modified.dirty);
+        assert!(modified.diff_digest.starts_with("sha256:"));
+        assert_eq!(state(&root), modified, "stable when nothing changes");
+
+        // From a subdirectory: the same repository and state.
+        assert_eq!(state(&root.join("dir with space")), modified);
+
+        // A staged new file.
+        write(&root, "staged.txt", "staged\n");
+        git(&root, &["add", "staged.txt"]);
+        let staged = state(&root);
+        assert!(staged.dirty);
+        assert_ne!(staged.diff_digest, modified.diff_digest);
+
+        // An untracked file.
+        write(&root, "untracked dir/notes.md", "aaaa\n");
+        let untracked = state(&root);
+        assert_ne!(untracked.diff_digest, staged.diff_digest);
+        assert_eq!(state(&root), untracked);
+
+        // Same-size content change of the untracked file, then back.
+        write(&root, "untracked dir/notes.md", "bbbb\n");
+        let changed = state(&root);
+        assert_ne!(changed.diff_digest, untracked.diff_digest);
+        write(&root, "untracked dir/notes.md", "aaaa\n");
+        assert_eq!(state(&root), untracked, "equal states, equal digests");
+
+        // Ignored files do not count.
+        write(&root, ".git/info/exclude", "*.log\n");
+        write(&root, "build.log", "noise\n");
+        assert_eq!(state(&root), untracked);
+
+        // Back to clean: the digest is empty again.
+        git(&root, &["reset", "-q", "--hard"]);
+        git(&root, &["clean", "-q", "-fd"]);
+        assert_eq!(state(&root), clean);
+    }
+
+    #[test]
+    fn capture_never_writes_or_locks_the_index() {
+        let (_tmp, root) = init_repo();
+        write(&root, "a.txt", "one\n");
+        commit_all(&root, "initial", &[]);
+        // Same content, new mtime: porcelain `git diff` would refresh and
+        // rewrite the index.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        write(&root, "a.txt", "one\n");
+        let index = fs::read(root.join(".git/index")).unwrap();
+        let s = state(&root);
+        assert!(!s.dirty, "a touched but unchanged file is clean");
+        assert_eq!(fs::read(root.join(".git/index")).unwrap(), index);
+
+        // Works while someone else holds the index lock, and leaves it alone.
+        write(&root, ".git/index.lock", "");
+        write(&root, "a.txt", "two\n");
+        let s = state(&root);
+        assert!(s.dirty);
+        assert!(root.join(".git/index.lock").exists());
+        assert_eq!(fs::read(root.join(".git/index")).unwrap(), index);
+    }
+
+    #[test]
+    fn detached_head() {
+        let (_tmp, root) = init_repo();
+        write(&root, "a.txt", "one\n");
+        let first = commit_all(&root, "first", &[]);
+        write(&root, "a.txt", "two\n");
+        commit_all(&root, "second", &[]);
+        git(&root, &["checkout", "-q", "--detach", &first]);
+        let s = state(&root);
+        assert_eq!(s.branch, "");
+        assert_eq!(s.head_commit, first);
+        assert_eq!(s.tree_hash, git(&root, &["rev-parse", "HEAD^{tree}"]));
+        assert!(!s.dirty);
+    }
+
+    #[test]
+    fn branch_name_is_unambiguous_short_name() {
+        let (_tmp, root) = init_repo();
+        write(&root, "a.txt", "one\n");
+        commit_all(&root, "first", &[]);
+        git(&root, &["checkout", "-q", "-b", "feature/x"]);
+        // A tag with the same name would make `--short` print "heads/…".
+        git(&root, &["tag", "feature/x"]);
+        assert_eq!(state(&root).branch, "feature/x");
+    }
+
+    #[test]
+    fn commits_between_lists_new_commits_oldest_first() {
+        let (_tmp, root) = init_repo();
+        write(&root, "a.txt", "one\n");
+        let base = commit_all(&root, "base", &[]);
+        write(&root, "a.txt", "two\n");
+        let c1 = commit_all(
+            &root,
+            "first change",
+            &[
+                ("GIT_AUTHOR_NAME", "Ada Agent"),
+                ("GIT_AUTHOR_EMAIL", "ada@example.com"),
+                ("GIT_AUTHOR_DATE", "2024-05-06T07:08:09+02:00"),
+            ],
+        );
+        write(&root, "b.txt", "three\n");
+        let c2 = commit_all(
+            &root,
+            "second change: ünïcode",
+            &[("GIT_AUTHOR_DATE", "2024-05-06T08:00:00-05:00")],
+        );
+
+        let commits = commits_between(&root, &base, &c2).unwrap();
+        assert_eq!(
+            commits,
+            vec![
+                Commit {
+                    id: c1.clone(),
+                    author: "Ada Agent <ada@example.com>".into(),
+                    time: "2024-05-06T07:08:09+02:00".into(),
+                    subject: "first change".into(),
+                },
+                Commit {
+                    id: c2.clone(),
+                    author: "Test User <test@example.com>".into(),
+                    time: "2024-05-06T08:00:00-05:00".into(),
+                    subject: "second change: ünïcode".into(),
+                },
+            ]
+        );
+
+        // From a repository that had no commits: everything, oldest first.
+        let all = commits_between(&root, "", &c2).unwrap();
+        let ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, [base.as_str(), &c1, &c2]);
+
+        assert_eq!(commits_between(&root, &c2, &c2).unwrap(), vec![]);
+        assert!(matches!(
+            commits_between(&root, "0123456789abcdef0123456789abcdef01234567", &c2),
+            Err(RepoError::Git { .. })
+        ));
+    }
+
+    #[test]
+    fn remote_url_credentials_are_stripped() {
+        let (_tmp, root) = init_repo();
+        git(
+            &root,
+            &["remote", "add", "aaa", "https://example.com/other.git"],
+        );
+        git(
+            &root,
+            &[
+                "remote",
+                "add",
+                "origin",
+                "https://user:s3cret-token@git.example.com/org/repo.git",
+            ],
+        );
+        assert_eq!(
+            state(&root).remote_url,
+            "https://git.example.com/org/repo.git"
+        );
+        git(&root, &["remote", "remove", "origin"]);
+        assert_eq!(state(&root).remote_url, "https://example.com/other.git");
+    }
+
+    #[test]
+    fn strip_credentials_forms() {
+        let cases = [
+            ("https://user:token@host/x.git", "https://host/x.git"),
+            ("https://ghp_token@github.com/o/r", "https://github.com/o/r"),
+            (
+                "http://gitlab-ci-token:abc@host:8080/g/p.git",
+                "http://host:8080/g/p.git",
+            ),
+            (
+                "https://host/path@with-at.git",
+                "https://host/path@with-at.git",
+            ),
+            ("https://host/x.git", "https://host/x.git"),
+            ("ssh://git@host:2222/o/r.git", "ssh://git@host:2222/o/r.git"),
+            ("ssh://git:pw@host/o/r.git", "ssh://git@host/o/r.git"),
+            ("git+ssh://u:pw@host/r", "git+ssh://u@host/r"),
+            ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+            ("/srv/git/repo.git", "/srv/git/repo.git"),
+            ("file:///srv/git/repo.git", "file:///srv/git/repo.git"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(strip_credentials(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn outside_any_repository_is_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(capture(tmp.path()).unwrap(), None);
+
+        // Inside .git and in a bare repository: no work tree.
+        let (_repo_tmp, root) = init_repo();
+        assert_eq!(capture(&root.join(".git")).unwrap(), None);
+        let bare = tmp.path().join("bare.git");
+        git(tmp.path(), &["init", "-q", "--bare", "bare.git"]);
+        assert_eq!(capture(&bare).unwrap(), None);
+
+        assert!(matches!(
+            capture(&tmp.path().join("missing")),
+            Err(RepoError::NotADirectory(_))
+        ));
+    }
+
+    #[test]
+    fn git_not_installed_is_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("no-such-git");
+        let got = capture_with(missing.as_os_str(), tmp.path(), UNTRACKED_CONTENT_LIMIT);
+        assert_eq!(got.unwrap(), None);
+    }
+
+    #[test]
+    fn large_untracked_files_count_by_path_and_size() {
+        let (_tmp, root) = init_repo();
+        let digest = |root: &Path| {
+            capture_with(OsStr::new("git"), root, 8)
+                .unwrap()
+                .unwrap()
+                .diff_digest
+        };
+        write(&root, "big.bin", "0123456789");
+        let d1 = digest(&root);
+        write(&root, "big.bin", "9876543210");
+        assert_eq!(digest(&root), d1, "content over the limit is not read");
+        write(&root, "big.bin", "98765432101");
+        assert_ne!(digest(&root), d1, "size still counts");
+
+        let path = root.join("big.bin");
+        assert_eq!(
+            Untracked::inspect(&path, 8),
+            Untracked::Large {
+                executable: false,
+                len: 11
+            }
+        );
+        assert!(matches!(
+            Untracked::inspect(&path, 64),
+            Untracked::File { len: 11, .. }
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn untracked_special_files_are_not_opened() {
+        let (_tmp, root) = init_repo();
+        // Following either would hang or read forever.
+        std::os::unix::fs::symlink("/dev/zero", root.join("zero")).unwrap();
+        let fifo = root.join("pipe");
+        let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success());
+        // An embedded repository is listed as a directory.
+        let nested = root.join("nested");
+        fs::create_dir(&nested).unwrap();
+        git(&nested, &["init", "-q"]);
+
+        let s = state(&root);
+        assert!(s.dirty);
+        assert_eq!(state(&root), s);
+        assert_eq!(
+            Untracked::inspect(&root.join("zero"), UNTRACKED_CONTENT_LIMIT),
+            Untracked::Symlink(b"/dev/zero".to_vec())
+        );
+        assert_eq!(
+            Untracked::inspect(&fifo, UNTRACKED_CONTENT_LIMIT),
+            Untracked::Special
+        );
+        assert_eq!(
+            Untracked::inspect(&root.join("nested/"), UNTRACKED_CONTENT_LIMIT),
+            Untracked::Directory
+        );
+        assert_eq!(
+            Untracked::inspect(&root.join("gone"), UNTRACKED_CONTENT_LIMIT),
+            Untracked::Vanished
+        );
+    }
+
+    #[test]
+    fn failures_name_the_command_and_stderr() {
+        let (_tmp, root) = init_repo();
+        let git = Git {
+            program: OsStr::new("git"),
+            dir: &root,
+        };
+        let err = git
+            .run(&["rev-parse", "--verify", "no-such-rev"])
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("rev-parse --verify no-such-rev"), "{msg}");
+        assert!(msg.contains("répo with space"), "{msg}");
+        assert!(msg.contains("fatal"), "{msg}");
+
+        let err = git
+            .stream(
+                &["diff-index", "--cached", "no-such-rev", "--"],
+                &mut io::sink(),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, RepoError::Git { stderr, .. } if !stderr.is_empty()),
+            "{err}"
+        );
+    }
+}
