@@ -184,7 +184,15 @@ async fn intercept(
             return plain(StatusCode::BAD_GATEWAY, &format!("{message}\n"));
         }
     };
-    let origin: Uri = match format!("https://{}", authority(&record.host, record.port)).parse() {
+    // The default port stays implicit, as the agent would have written the URL.
+    let origin = match record.port {
+        443 => format!(
+            "https://{}",
+            authority(&record.host, 443).trim_end_matches(":443")
+        ),
+        port => format!("https://{}", authority(&record.host, port)),
+    };
+    let origin: Uri = match origin.parse() {
         Ok(o) => o,
         Err(_) => {
             return plain(

@@ -159,8 +159,10 @@ pub async fn handle(
     let uri = parts.uri.clone();
     let resolved = match &via {
         Via::Tunnel(t) => t.resolve(&uri),
-        // Absolute form: sidetrace is the agent's HTTP_PROXY.
-        Via::Listener if uri.authority().is_some() => {
+        // Absolute form: sidetrace is the agent's HTTP_PROXY. Only HTTP/1 says so by
+        // its request target; every HTTP/2 request carries an authority, and an h2
+        // client reaches a forward proxy with CONNECT.
+        Via::Listener if uri.authority().is_some() && parts.version < http::Version::HTTP_2 => {
             if let Some(denied) = super::connect::check_proxy_auth(&state, &parts.headers) {
                 return Ok(denied);
             }

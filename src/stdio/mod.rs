@@ -119,7 +119,9 @@ async fn wrap(opts: WrapOptions) -> anyhow::Result<ExitCode> {
     let tasks = tokio_util::task::TaskTracker::new();
     let recorder = SessionRecorder::start(
         info.clone(),
-        false,
+        // Each relay passes bytes on before recording them, on its own task:
+        // the server's answer can be observed before the request it answers.
+        true,
         Sink {
             journal: journal.clone(),
             metrics,

@@ -9,6 +9,7 @@ mod cli;
 mod durability;
 mod export;
 mod failures;
+mod forward_proxy;
 mod journal_tamper;
 mod linking;
 mod mcp_http;

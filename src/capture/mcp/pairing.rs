@@ -138,7 +138,8 @@ pub struct Pairing {
     early_order: VecDeque<(Side, String)>,
     /// Progress notifications whose request has not been seen yet (HTTP).
     early_progress: VecDeque<EarlyProgress>,
-    /// Responses may overtake requests (HTTP); otherwise they are orphans at once.
+    /// Responses may overtake requests (each direction is observed by its own
+    /// task, after relaying); otherwise they are orphans at once.
     tolerate_reorder: bool,
     pub info: SessionInfo,
 }

@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 pub struct Received {
     pub method: String,
     pub path: String,
+    /// The host the request named: `Host`, or `:authority` over HTTP/2.
+    pub authority: String,
     pub version: Version,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -257,6 +259,13 @@ async fn answer(
             .path_and_query()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_default(),
+        authority: parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default()
+            .to_owned(),
         version: parts.version,
         headers: parts.headers,
         body,

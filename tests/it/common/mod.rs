@@ -275,7 +275,17 @@ pub fn fixture_for(path: &str, stream: bool) -> Option<&'static str> {
 /// A mock that answers each API with its golden fixture, optionally
 /// compressed (then streamed in small frames, as a compressing server does).
 pub async fn fixture_mock(encoding: Option<&'static str>) -> mock::Mock {
-    mock::Mock::start(move |r| {
+    mock::Mock::start(move |r| fixture_reply(r, encoding)).await
+}
+
+/// The same mock over TLS (its certificate from `tls`).
+pub async fn fixture_mock_tls(tls: std::sync::Arc<rustls::ServerConfig>) -> mock::Mock {
+    mock::Mock::start_tls(move |r| fixture_reply(r, None), tls).await
+}
+
+/// A model request's golden answer.
+pub fn fixture_reply(r: &mock::Received, encoding: Option<&'static str>) -> mock::Reply {
+    {
         let stream = r.json()["stream"].as_bool().unwrap_or(false);
         let Some(name) = fixture_for(r.path.split('?').next().unwrap_or_default(), stream) else {
             return mock::Reply::json(
@@ -309,8 +319,7 @@ pub async fn fixture_mock(encoding: Option<&'static str>) -> mock::Mock {
                 }
             }
         }
-    })
-    .await
+    }
 }
 
 pub fn fixture_path(name: &str) -> String {

@@ -14,6 +14,12 @@ pub struct TestPki {
 }
 
 pub fn pki(alpn: &[&[u8]]) -> TestPki {
+    pki_for(alpn, &[])
+}
+
+/// Like `pki`, the certificate also naming `hosts` (real provider names,
+/// reached through `--resolve`).
+pub fn pki_for(alpn: &[&[u8]], hosts: &[&str]) -> TestPki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -22,7 +28,9 @@ pub fn pki(alpn: &[&[u8]]) -> TestPki {
         .push(rcgen::DnType::CommonName, "sidetrace test CA");
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
 
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let mut names = vec!["localhost".to_owned()];
+    names.extend(hosts.iter().map(|h| (*h).to_owned()));
+    let mut leaf = CertificateParams::new(names).unwrap();
     leaf.subject_alt_names
         .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
     let leaf_key = KeyPair::generate().unwrap();
