@@ -8,6 +8,7 @@ mod journal;
 mod mcp;
 mod proxy;
 mod record_args;
+mod run;
 mod show;
 mod summary;
 mod summary_mcp;
@@ -36,14 +37,10 @@ pub struct Cli {
     )]
     log_format: LogFormat,
 
-    /// Log level or filter (e.g. "info", "debug", "sidetrace=debug,hyper=info"); RUST_LOG wins if set.
-    #[arg(
-        long,
-        global = true,
-        default_value = "info",
-        env = "SIDETRACE_LOG_LEVEL"
-    )]
-    log_level: String,
+    /// Log level or filter (e.g. "info", "debug", "sidetrace=debug,hyper=info"); RUST_LOG wins if
+    /// set [default: info; warn for `run`, whose stderr is the command's].
+    #[arg(long, global = true, env = "SIDETRACE_LOG_LEVEL")]
+    log_level: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -68,6 +65,9 @@ enum Command {
     /// Verify the journal's tamper evidence, export its public key, or prune it.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
+    /// Run a command (an agent) with its model and tool traffic recorded as one
+    /// execution: the task, the repository before and after, every interaction.
+    Run(run::RunArgs),
     /// Manage the local certificate authority that HTTPS_PROXY mode uses to
     /// intercept TLS: create it, print its certificate, write a CA bundle.
     #[command(subcommand)]
@@ -76,7 +76,14 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log_level);
+    let default_level = match cli.command {
+        Command::Run(_) => "warn",
+        _ => "info",
+    };
+    init_logging(
+        cli.log_format,
+        cli.log_level.as_deref().unwrap_or(default_level),
+    );
     let result = match cli.command {
         Command::Proxy(args) => proxy::run(args),
         Command::Show(args) => show::run(args),
@@ -84,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Journal(c) => journal::run(c),
         Command::Mcp(args) => mcp::run(args),
         Command::Ca(c) => ca::run(c),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(code) => code,

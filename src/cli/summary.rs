@@ -84,6 +84,7 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
         "(open)".into()
     };
     writeln!(out, "  started   {}    ended {ended}", when(&e.start_time))?;
+    write_unit_of_work(out, e)?;
     if let Some(agent) = &e.agent
         && !agent.user_agent.is_empty()
     {
@@ -173,6 +174,57 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
     super::summary_mcp::write_calls(out, v, &links)?;
     write_context(out, v)?;
     writeln!(out)?;
+    Ok(())
+}
+
+/// What `sidetrace run` recorded around the work: the task, the repository
+/// before and after, the commits made.
+fn write_unit_of_work(out: &mut impl Write, e: &crate::record::Execution) -> std::io::Result<()> {
+    if let Some(task) = &e.task {
+        let first = task.text.lines().next().unwrap_or_default();
+        let more = if task.text.lines().nth(1).is_some() {
+            " ..."
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  task      {}{more}  ({})",
+            clip(first, 100),
+            task.digest
+        )?;
+    }
+    let state = |r: &crate::record::RepositoryState| {
+        let mut s = format!(
+            "{} {} @ {}",
+            or_dash(&r.remote_url),
+            or_dash(&r.branch),
+            or_dash(&r.head_commit[..r.head_commit.len().min(12)])
+        );
+        if r.dirty {
+            s.push_str(&format!(" + uncommitted {}", r.diff_digest));
+        }
+        s
+    };
+    if let Some(before) = &e.repository_before {
+        writeln!(out, "  repo      before {}", state(before))?;
+    }
+    if let Some(after) = &e.repository_after {
+        writeln!(out, "            after  {}", state(after))?;
+        for c in &after.commits {
+            writeln!(
+                out,
+                "  commit    {} {}  ({}, {})",
+                &c.id[..c.id.len().min(12)],
+                c.subject,
+                c.author,
+                c.time
+            )?;
+        }
+    }
+    if let Some(code) = e.exit_status {
+        writeln!(out, "  exit      {code}")?;
+    }
     Ok(())
 }
 

@@ -35,6 +35,14 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ("job_id", "sidetrace-job-id", "sidetrace.job.id"),
 ];
 
+/// The static name of a correlation field (`"change_id"`, ...), if it is one.
+pub fn field_name(field: &str) -> Option<&'static str> {
+    FIELDS
+        .iter()
+        .find(|(f, _, _)| *f == field)
+        .map(|(f, _, _)| *f)
+}
+
 /// Values with where they came from, by field name.
 pub type Sourced = HashMap<&'static str, (String, String)>;
 

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::capture::api::RouteProtocol;
+use crate::record::execution::HEADER_EXECUTION_ID;
 use crate::record::redact::recorded_headers;
 use crate::record::{
     Api, Completion, CompletionStatus, HttpExchange, Interaction, Timing, Tunnel, duration,
@@ -44,11 +45,22 @@ pub struct Intercepted {
     pub port: u16,
     pub protocol: RouteProtocol,
     origin: Uri,
+    /// The execution the CONNECT named, for the requests inside.
+    execution: Option<HeaderValue>,
 }
 
 impl Intercepted {
     pub fn resolve<'a>(&self, uri: &'a Uri) -> Option<Resolved<'a>> {
         origin_route(self.origin.clone(), self.protocol, uri)
+    }
+
+    /// Gives a request inside the tunnel the execution its CONNECT named.
+    pub fn tag(&self, headers: &mut HeaderMap) {
+        if let Some(id) = &self.execution
+            && !headers.contains_key(HEADER_EXECUTION_ID)
+        {
+            headers.insert(HEADER_EXECUTION_ID, id.clone());
+        }
     }
 }
 
@@ -75,29 +87,57 @@ pub fn absolute_form<'a>(state: &ProxyState, uri: &'a Uri) -> Option<Resolved<'a
     origin_route(origin, protocol, uri)
 }
 
+/// The user name that makes forward-proxy credentials name an execution:
+/// `HTTPS_PROXY=http://sidetrace-execution:ID@host:port` (what `sidetrace run
+/// --proxy` gives its command) records that command's traffic into `ID`, as
+/// the `Sidetrace-Execution-Id` header does on a reverse route.
+pub const EXECUTION_PROXY_USER: &str = "sidetrace-execution";
+
+/// `user:password` of a Basic `Proxy-Authorization` header.
+fn proxy_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let raw = headers
+        .get(header::PROXY_AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, b64) = raw.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let (user, password) = String::from_utf8(decoded)
+        .ok()?
+        .split_once(':')
+        .map(|(u, p)| (u.to_owned(), p.to_owned()))?;
+    Some((user, password))
+}
+
+/// Copies an execution named by the proxy credentials into the
+/// `Sidetrace-Execution-Id` header (stripped before forwarding), and marks
+/// it as owned by whoever named it: this proxy neither opens nor closes it.
+pub fn execution_from_credentials(state: &ProxyState, headers: &mut HeaderMap) {
+    let Some((user, id)) = proxy_credentials(headers) else {
+        return;
+    };
+    if user != EXECUTION_PROXY_USER || headers.contains_key(HEADER_EXECUTION_ID) {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        state.executions.adopt(&id);
+        headers.insert(HEADER_EXECUTION_ID, value);
+    }
+}
+
 /// A 407 when forward-proxy credentials are required and not given.
 pub fn check_proxy_auth(state: &ProxyState, headers: &HeaderMap) -> Option<Response<ProxyBody>> {
     let accepted = &state.forward.config.proxy_auth;
     if accepted.is_empty() {
         return None;
     }
-    let given = headers
-        .get(header::PROXY_AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok());
-    let ok = given
-        .as_deref()
-        .and_then(|g| g.split_once(':'))
-        .is_some_and(|(u, p)| accepted.iter().any(|(au, ap)| au == u && ap == p));
+    let ok = proxy_credentials(headers)
+        .is_some_and(|(u, p)| accepted.iter().any(|(au, ap)| *au == u && *ap == p));
     if ok {
         return None;
     }
@@ -125,7 +165,7 @@ pub fn handle(
 async fn connect(
     state: Arc<ProxyState>,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let start = SystemTime::now();
     let started = Instant::now();
@@ -138,6 +178,8 @@ async fn connect(
     if let Some(denied) = check_proxy_auth(&state, req.headers()) {
         return denied;
     }
+    execution_from_credentials(&state, req.headers_mut());
+    let execution = req.headers().get(HEADER_EXECUTION_ID).cloned();
     let scope = forward::scope(&state, req.headers(), start).await;
     let record = TunnelRecord {
         state: state.clone(),
@@ -151,7 +193,7 @@ async fn connect(
         started,
     };
     match state.forward.config.intercepts(&host) {
-        Some(protocol) => intercept(state, req, record, protocol).await,
+        Some(protocol) => intercept(state, req, record, protocol, execution).await,
         None => tunnel(state, req, record).await,
     }
 }
@@ -172,6 +214,7 @@ async fn intercept(
     req: Request<Incoming>,
     record: TunnelRecord,
     protocol: RouteProtocol,
+    execution: Option<HeaderValue>,
 ) -> Response<ProxyBody> {
     let tls = match state.forward.tls_for(&record.host).await {
         Ok(c) => c,
@@ -206,6 +249,7 @@ async fn intercept(
         port: record.port,
         protocol,
         origin,
+        execution,
     });
     let tunnels = state.tunnels.clone();
     tunnels.tracker.spawn(async move {

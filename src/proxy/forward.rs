@@ -153,12 +153,15 @@ pub async fn handle(
     let start = SystemTime::now();
     let start_instant = Instant::now();
     let mut guard = RequestGuard::new(&state.recorder.metrics);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
 
     // Cheap (shared bytes); lets the resolved route borrow it while `parts` moves on.
     let uri = parts.uri.clone();
     let resolved = match &via {
-        Via::Tunnel(t) => t.resolve(&uri),
+        Via::Tunnel(t) => {
+            t.tag(&mut parts.headers);
+            t.resolve(&uri)
+        }
         // Absolute form: sidetrace is the agent's HTTP_PROXY. Only HTTP/1 says so by
         // its request target; every HTTP/2 request carries an authority, and an h2
         // client reaches a forward proxy with CONNECT.
@@ -166,6 +169,7 @@ pub async fn handle(
             if let Some(denied) = super::connect::check_proxy_auth(&state, &parts.headers) {
                 return Ok(denied);
             }
+            super::connect::execution_from_credentials(&state, &mut parts.headers);
             super::connect::absolute_form(&state, &uri)
         }
         Via::Listener => state.routes.resolve(&uri),

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -74,6 +75,9 @@ pub struct Server {
     retention: Option<(Retention, JournalOptions)>,
     exporter: Option<Exporter>,
     export_shutdown_timeout: Duration,
+    /// The record that closes an adopted execution, journalled after the
+    /// last capture and before the journal closes (`sidetrace run`).
+    closing: Option<oneshot::Receiver<ExecutionEnd>>,
 }
 
 impl Server {
@@ -154,6 +158,7 @@ impl Server {
             retention: config.retention.map(|r| (r, config.journal.clone())),
             exporter,
             export_shutdown_timeout: config.export.shutdown_timeout,
+            closing: None,
         })
     }
 
@@ -171,6 +176,15 @@ impl Server {
     /// (`sidetrace run`) journals both.
     pub fn adopt_execution(&self, execution_id: &str) {
         self.state.executions.adopt(execution_id);
+    }
+
+    /// A sender for the record that closes an adopted execution. At shutdown
+    /// the server waits for it (after its own records are in) unless the
+    /// sender was dropped.
+    pub fn closing_record(&mut self) -> oneshot::Sender<ExecutionEnd> {
+        let (tx, rx) = oneshot::channel();
+        self.closing = Some(rx);
+        tx
     }
 
     /// The journal this server writes.
@@ -196,6 +210,7 @@ impl Server {
             retention,
             exporter,
             export_shutdown_timeout,
+            closing,
         } = self;
         let admin_stop = CancellationToken::new();
         let admin_task = tokio::spawn(admin::serve(
@@ -304,6 +319,11 @@ impl Server {
         }
         for id in state.executions.open_executions() {
             end_execution(&state, id, "proxy shutdown").await;
+        }
+        if let Some(closing) = closing
+            && let Ok(end) = closing.await
+        {
+            state.recorder.journal.append_execution_end(end).await;
         }
         state.recorder.journal.clone().close(writer).await;
         if let Some(exporter) = exporter {

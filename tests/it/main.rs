@@ -16,6 +16,7 @@ mod mcp_http;
 mod mcp_link;
 mod mcp_stdio;
 mod passthrough;
+mod run;
 mod sdk_anthropic;
 mod sdk_openai;
 mod sponsor;
