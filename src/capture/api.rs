@@ -112,7 +112,7 @@ impl StreamAssembler {
             Api::ChatCompletions => Some(Self::Chat(Default::default())),
             Api::Responses => Some(Self::Responses(Default::default())),
             Api::Messages => Some(Self::Messages(Default::default())),
-            Api::Other | Api::Unspecified | Api::Mcp | Api::Tunnel => None,
+            Api::Other | Api::Unspecified | Api::Mcp | Api::Tunnel | Api::Websocket => None,
         }
     }
 
@@ -161,7 +161,7 @@ pub fn parse_request(api: Api, body: Value) -> Result<ParsedRequest, String> {
         Api::ChatCompletions => openai_chat::parse_request(map),
         Api::Responses => openai_responses::parse_request(map),
         Api::Messages => anthropic::parse_request(map),
-        Api::Other | Api::Unspecified | Api::Mcp | Api::Tunnel => {
+        Api::Other | Api::Unspecified | Api::Mcp | Api::Tunnel | Api::Websocket => {
             Err("not a model API request".into())
         }
     }
@@ -176,7 +176,7 @@ pub fn parse_response(api: Api, body: &Value) -> Result<ParsedResponse, String> 
         Api::ChatCompletions => openai_chat::parse_response(body),
         Api::Responses => openai_responses::parse_response(body),
         Api::Messages => anthropic::parse_response(body),
-        Api::Other | Api::Unspecified | Api::Mcp | Api::Tunnel => {
+        Api::Other | Api::Unspecified | Api::Mcp | Api::Tunnel | Api::Websocket => {
             return Err("not a model API response".into());
         }
     })
@@ -187,7 +187,9 @@ pub fn normalize_message(api: Api, message: &Value) -> Message {
         Api::ChatCompletions => openai_chat::normalize_message(message),
         Api::Responses => openai_responses::normalize_item(message),
         Api::Messages => anthropic::normalize_message(message),
-        Api::Other | Api::Unspecified | Api::Mcp | Api::Tunnel => Message::default(),
+        Api::Other | Api::Unspecified | Api::Mcp | Api::Tunnel | Api::Websocket => {
+            Message::default()
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod record_builder;
 pub mod session;
 pub mod sse;
 pub mod websocket;
+pub mod websocket_session;
 
 #[cfg(test)]
 mod golden_tests;

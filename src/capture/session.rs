@@ -71,6 +71,26 @@ pub fn start(
     meta: RequestMeta,
     request_body: Option<oneshot::Receiver<BodyCapture>>,
 ) -> CaptureHandle {
+    spawn(recorder, meta, request_body, None)
+}
+
+/// Starts the capture task for a model turn carried over a WebSocket
+/// connection (`websocket` names it).
+pub fn start_turn(
+    recorder: &Recorder,
+    meta: RequestMeta,
+    request_body: Option<oneshot::Receiver<BodyCapture>>,
+    websocket: crate::record::WebSocketConnection,
+) -> CaptureHandle {
+    spawn(recorder, meta, request_body, Some(websocket))
+}
+
+fn spawn(
+    recorder: &Recorder,
+    meta: RequestMeta,
+    request_body: Option<oneshot::Receiver<BodyCapture>>,
+    websocket: Option<crate::record::WebSocketConnection>,
+) -> CaptureHandle {
     let (tx, rx) = oneshot::channel();
     let pending = recorder.conversations.arrive(&meta.context.execution_id);
     let response_ended = pending.response_ended();
@@ -115,7 +135,10 @@ pub fn start(
         };
         let fallback = exchange::Built::minimal(&meta);
         let built = match tokio::task::spawn_blocking(move || exchange::build(meta, request, outcome, linking)).await {
-            Ok(b) => b,
+            Ok(mut b) => {
+                b.interaction.websocket = websocket;
+                b
+            }
             Err(e) => {
                 // A bug in parsing must not take the recorder down or lose the
                 // fact that the exchange happened.

@@ -51,8 +51,10 @@ pub struct ProxyState {
     pub mcp_sessions: Arc<super::mcp::sessions::Sessions>,
     /// Forward proxying: interception list, CA, address overrides, proxy auth.
     pub forward: super::connect::ForwardState,
-    /// CONNECT tunnels, tracked for shutdown.
+    /// CONNECT tunnels and WebSocket relays, tracked for shutdown.
     pub tunnels: super::connect::Tunnels,
+    /// Upstream TLS for WebSocket upgrades: HTTP/1.1 only.
+    pub ws_tls: Arc<rustls::ClientConfig>,
     /// Cancelled when shutdown begins: Streamable HTTP servers' GET streams
     /// end then (their clients resume them elsewhere).
     pub mcp_streams: tokio_util::sync::CancellationToken,
@@ -62,7 +64,7 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
-    fn start_capture(
+    pub(super) fn start_capture(
         &self,
         meta: RequestMeta,
         request_body: Option<oneshot::Receiver<BodyCapture>>,
@@ -116,7 +118,7 @@ pub(super) struct LocalAnswer {
 
 impl LocalAnswer {
     /// Records the answer and returns it in the provider's error shape.
-    fn send(
+    pub(super) fn send(
         self,
         shape: errors::Shape,
         mut capture: CaptureHandle,
@@ -252,6 +254,9 @@ pub async fn handle(
     if let Some(e) = journal_down {
         let answer = journal_unavailable(&e);
         return Ok(answer.send(shape, state.start_capture(meta, None), &mut guard));
+    }
+    if super::websocket::is_upgrade(&parts) {
+        return Ok(super::websocket::forward(&state, &mut guard, meta, parts, &resolved).await);
     }
     if resolved.route.protocol == RouteProtocol::Mcp {
         return Ok(super::mcp::forward(&state, &mut guard, meta, parts, body, &resolved).await);
@@ -507,7 +512,7 @@ fn no_route_message(state: &ProxyState, path: &str) -> String {
     )
 }
 
-fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
+pub(super) fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
     headers
         .get(name)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())

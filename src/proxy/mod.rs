@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod routes;
 pub mod tee;
 pub mod upstream;
+pub mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -92,6 +93,9 @@ impl Server {
             config.connect_timeout,
             forward_state.overrides.clone(),
         )?;
+        let mut ws_tls = crate::tls::client_config(config.upstream_ca.as_deref(), None)?;
+        ws_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let ws_tls = Arc::new(ws_tls);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError::Bind(config.listen, e))?;
@@ -141,6 +145,7 @@ impl Server {
             mcp_legacy_streams: CancellationToken::new(),
             forward: forward_state,
             tunnels: connect::Tunnels::default(),
+            ws_tls,
         });
         Ok(Self {
             listener,

@@ -126,6 +126,7 @@ impl Api {
             Api::Other => "other",
             Api::Mcp => "mcp",
             Api::Tunnel => "tunnel",
+            Api::Websocket => "websocket",
             Api::Unspecified => "unknown",
         }
     }

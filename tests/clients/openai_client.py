@@ -1,7 +1,9 @@
 """Drives the official OpenAI Python SDK through sidetrace for the integration tests.
 
 Usage: openai_client.py MODE REQUEST_JSON
-  MODE: chat | chat-stream | responses | responses-stream | raw-chat | raw-responses
+  MODE: chat | chat-stream | responses | responses-stream | responses-ws | raw-chat | raw-responses
+  responses-ws: two turns over one Responses API WebSocket (client.responses.connect()),
+  the second continuing the first with previous_response_id.
 Environment: BASE_URL (the proxy route, e.g. http://127.0.0.1:PORT/openai/v1),
              EXTRA_HEADERS (optional JSON object of headers to add).
 Prints one JSON object describing what the SDK saw.
@@ -69,6 +71,8 @@ def run(client: openai.OpenAI, mode: str, request: dict) -> dict:
             if event.type == "response.completed":
                 final = event.response
         return {"events": events, **describe_response(final)}
+    if mode == "responses-ws":
+        return responses_over_websocket(client, request)
     if mode == "responses":
         request = dict(request, stream=False)
         return describe_response(client.responses.create(**request))
@@ -93,6 +97,26 @@ def describe_response(r) -> dict:
     ]
     return {"text": r.output_text, "tool_calls": calls, "usage": r.usage.model_dump() if r.usage else None, "model": r.model, "status": r.status}
 
+
+
+def responses_over_websocket(client: openai.OpenAI, request: dict) -> dict:
+    request = {k: v for k, v in request.items() if k != "stream"}
+    turns = []
+    with client.responses.connect() as connection:
+        for n in range(2):
+            event = dict(request, type="response.create")
+            if turns:
+                event = dict(event, previous_response_id=turns[-1]["id"], input=[{"role": "user", "content": "Thanks, go on."}])
+            connection.send(event)
+            types = []
+            for server_event in connection:
+                types.append(server_event.type)
+                if server_event.type in ("response.completed", "response.failed", "response.incomplete", "error"):
+                    break
+            final = server_event.response
+            calls = [{"name": i.name, "arguments": i.arguments, "call_id": i.call_id} for i in final.output if i.type == "function_call"]
+            turns.append({"id": final.id, "model": final.model, "status": final.status, "events": types, "tool_calls": calls})
+    return {"turns": turns}
 
 if __name__ == "__main__":
     main()

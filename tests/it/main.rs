@@ -21,3 +21,4 @@ mod sdk_anthropic;
 mod sdk_openai;
 mod sponsor;
 mod storage;
+mod websocket;

@@ -69,29 +69,10 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(python());
-        cmd.arg(client_script("mcp_server.py"))
-            .args(args)
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("the MCP test server starts");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        tokio::time::timeout(HANG, stdout.read_line(&mut line))
-            .await
-            .expect("the MCP test server says where it listens")
-            .unwrap();
-        let v: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("mcp_server.py printed {line:?}: {e}"));
-        Self {
-            _child: child,
-            url: v["url"].as_str().unwrap().to_owned(),
-        }
+        let mut all = args.to_vec();
+        all.extend(["--port", "0"]);
+        let (child, url) = super::start_script_server("mcp_server.py", &all, env).await;
+        Self { _child: child, url }
     }
 
     /// `http://127.0.0.1:PORT`, without the endpoint path.

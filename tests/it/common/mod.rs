@@ -329,3 +329,32 @@ pub fn fixture_path(name: &str) -> String {
         .display()
         .to_string()
 }
+
+/// Starts a Python test server from tests/clients that prints
+/// `{"url": ...}` once it listens; returns it (killed on drop) and the URL.
+pub async fn start_script_server(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(mcp::client_script(script))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{script} starts: {e}"));
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(HANG, stdout.read_line(&mut line))
+        .await
+        .unwrap_or_else(|_| panic!("{script} says where it listens"))
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{script} printed {line:?}: {e}"));
+    (child, v["url"].as_str().unwrap().to_owned())
+}

@@ -11,6 +11,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 pub struct TestPki {
     pub ca_pem: String,
     pub server_config: Arc<rustls::ServerConfig>,
+    /// The server's certificate and key, for servers outside this process.
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 pub fn pki(alpn: &[&[u8]]) -> TestPki {
@@ -50,5 +53,7 @@ pub fn pki_for(alpn: &[&[u8]], hosts: &[&str]) -> TestPki {
     TestPki {
         ca_pem: ca.pem(),
         server_config: Arc::new(config),
+        cert_pem: cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
     }
 }

@@ -1,0 +1,198 @@
+//! The Responses API over WebSocket, driven by the official OpenAI SDK
+//! (`client.responses.connect()`, the `websockets` library underneath) to a
+//! `websockets` server that answers each `response.create` with the golden
+//! stream's events: on a reverse route, and inside an intercepted tunnel to
+//! the real host name (`HTTPS_PROXY`, `--resolve`). The SDK must get every
+//! event; each turn must be recorded as a Responses interaction, as if it
+//! had been a streamed POST, plus one record of the connection itself.
+
+use std::path::PathBuf;
+
+use sidetrace::journal::reader::ExecutionView;
+use sidetrace::record::{Api, CompletionStatus, Interaction};
+
+use crate::common::tls::pki_for;
+use crate::common::*;
+
+const FIXTURE: &str = "openai_responses/stream_function_call.sse";
+
+fn turns_of(views: &[ExecutionView]) -> (Vec<&Interaction>, &Interaction) {
+    let all: Vec<&Interaction> = views.iter().flat_map(|v| &v.interactions).collect();
+    let turns: Vec<&Interaction> = all
+        .iter()
+        .copied()
+        .filter(|i| i.api == Api::Responses as i32)
+        .collect();
+    let connections: Vec<&Interaction> = all
+        .iter()
+        .copied()
+        .filter(|i| i.api == Api::Websocket as i32)
+        .collect();
+    assert_eq!(connections.len(), 1, "one connection record: {all:#?}");
+    (turns, connections[0])
+}
+
+/// What both tests check of the SDK's view and of the record.
+fn check(out: &serde_json::Value, views: &[ExecutionView], journal: &std::path::Path) {
+    let sdk_turns = out["turns"].as_array().unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(sdk_turns.len(), 2, "{out}");
+    let expected_events = std::fs::read_to_string(fixture_path(FIXTURE))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("event: "))
+        .count();
+    for t in sdk_turns {
+        assert_eq!(
+            t["events"].as_array().unwrap().len(),
+            expected_events,
+            "every event reached the SDK"
+        );
+        assert_eq!(t["status"], "completed");
+        assert_eq!(t["tool_calls"][0]["name"], "run_shell");
+    }
+
+    let (turns, connection) = turns_of(views);
+    assert_eq!(
+        turns.len(),
+        2,
+        "one Responses interaction per response.create"
+    );
+    for it in &turns {
+        assert_eq!(it.served_model, "gpt-5-2025-08-07");
+        assert_eq!(it.tool_calls.len(), 1);
+        assert_eq!(it.tool_calls[0].name, "run_shell");
+        assert!(it.stream);
+        assert_eq!(
+            it.completion.as_ref().unwrap().status,
+            CompletionStatus::Complete as i32
+        );
+        assert_eq!(
+            it.websocket.as_ref().unwrap().connection_id,
+            connection.id,
+            "the turn points at its connection"
+        );
+    }
+    assert!(
+        !turns[0].tool_definitions.is_empty(),
+        "the request was parsed as a POST /v1/responses body"
+    );
+    let ws = connection.websocket.as_ref().unwrap();
+    assert_eq!(ws.turns, 2);
+    assert_eq!(ws.messages_to_upstream, 2);
+    assert_eq!(ws.messages_to_client as usize, 2 * expected_events);
+    assert_eq!(ws.close_code, 1000, "the SDK closed normally");
+    let http = connection.http.as_ref().unwrap();
+    assert_eq!(http.status, 101);
+    let transcript = blob(journal, &http.response_body.as_ref().unwrap().stored_digest);
+    let lines: Vec<serde_json::Value> = transcript
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["to"], "upstream");
+    assert!(
+        lines[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("response.create")
+    );
+}
+
+fn sdk_env(base: &str, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("BASE_URL", base.to_owned()),
+        (
+            "EXTRA_HEADERS",
+            r#"{"Sidetrace-Sponsor": "alice@example.com"}"#.to_owned(),
+        ),
+    ];
+    env.extend(extra.iter().cloned());
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_over_websocket_on_a_reverse_route() {
+    let (_server, url) =
+        start_script_server("responses_ws_server.py", &[&fixture_path(FIXTURE)], &[]).await;
+    let upstream = url.replace("ws://", "http://");
+    let mut proxy = TestProxy::start(&[("/openai", &upstream)], |_| {}).await;
+    let env = sdk_env(&proxy.url("/openai/v1"), &[]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run_client(
+        "openai_client.py",
+        &[
+            "responses-ws",
+            &fixture_path("openai_responses/request_tools.json"),
+        ],
+        &env,
+    )
+    .await;
+    let views = proxy.finish().await;
+    check(&out, &views, &proxy.journal);
+    let (turns, _) = turns_of(&views);
+    assert_eq!(turns[0].sponsor.as_ref().unwrap().id, "alice@example.com");
+    assert_eq!(turns[0].route, "/openai");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_over_websocket_inside_an_intercepted_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki_for(&[b"http/1.1"], &["api.openai.com"]);
+    let write = |name: &str, text: &str| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (cert, key, mock_ca) = (
+        write("server.pem", &pki.cert_pem),
+        write("server-key.pem", &pki.key_pem),
+        write("mock-ca.pem", &pki.ca_pem),
+    );
+    let (_server, url) = start_script_server(
+        "responses_ws_server.py",
+        &[
+            &fixture_path(FIXTURE),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let ca_dir = dir.path().join("ca");
+    let (authority, _) = sidetrace::ca::Authority::load_or_create(&ca_dir).unwrap();
+    let ca_for = ca_dir.clone();
+    let mut proxy = TestProxy::start(&[], |o| {
+        o.upstream_ca = Some(mock_ca);
+        o.forward.ca_dir = Some(ca_for);
+        o.forward.resolve = vec![format!("api.openai.com:443=127.0.0.1:{port}")];
+    })
+    .await;
+    let env = sdk_env(
+        "https://api.openai.com/v1",
+        &[
+            ("HTTPS_PROXY", proxy.url("")),
+            ("SSL_CERT_FILE", authority.cert_path().display().to_string()),
+        ],
+    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = run_client(
+        "openai_client.py",
+        &[
+            "responses-ws",
+            &fixture_path("openai_responses/request_tools.json"),
+        ],
+        &env,
+    )
+    .await;
+    let views = proxy.finish().await;
+    check(&out, &views, &proxy.journal);
+    let (turns, connection) = turns_of(&views);
+    assert_eq!(turns[0].route, "https://api.openai.com");
+    assert_eq!(
+        connection.http.as_ref().unwrap().upstream_url,
+        "https://api.openai.com/v1/responses"
+    );
+}
