@@ -10,6 +10,7 @@
 
 mod attrs;
 pub mod config;
+mod connection_spans;
 pub mod content;
 mod mcp_spans;
 pub mod otlp;
@@ -379,6 +380,16 @@ fn spans_for(src: &Source, row: &Row, policy: &Policy) -> Result<Vec<Span>, Jour
                 None
             };
             mcp_spans::mcp(&trace, it, m, link.as_ref(), policy, &mut load)
+                .into_iter()
+                .collect()
+        }
+        Payload::Interaction(it)
+            if it.api == crate::record::Api::Tunnel as i32
+                || it.api == crate::record::Api::Websocket as i32 =>
+        {
+            let (seq, execution) = segment(&it.execution_id)?;
+            let trace = spans::trace_of(&execution, seq);
+            connection_spans::connection(&trace, it)
                 .into_iter()
                 .collect()
         }

@@ -114,3 +114,14 @@ pub const SIDETRACE_MCP_RELATED_REQUEST_ID: &str = "sidetrace.mcp.related_reques
 pub const SIDETRACE_MCP_RESULT_DIGEST: &str = "sidetrace.mcp.result.digest";
 /// The span name of a message that is not readable JSON-RPC.
 pub const SPAN_MCP_INVALID: &str = "mcp invalid message";
+
+// Connections recorded as metadata: blind CONNECT tunnels and WebSockets.
+pub const SIDETRACE_CONNECTION_BYTES_TO_UPSTREAM: &str = "sidetrace.connection.bytes_to_upstream";
+pub const SIDETRACE_CONNECTION_BYTES_TO_CLIENT: &str = "sidetrace.connection.bytes_to_client";
+pub const SIDETRACE_TUNNEL_INTERCEPTED: &str = "sidetrace.tunnel.intercepted";
+pub const SIDETRACE_WEBSOCKET_MESSAGES_TO_UPSTREAM: &str =
+    "sidetrace.websocket.messages_to_upstream";
+pub const SIDETRACE_WEBSOCKET_MESSAGES_TO_CLIENT: &str = "sidetrace.websocket.messages_to_client";
+pub const SIDETRACE_WEBSOCKET_CLOSE_CODE: &str = "sidetrace.websocket.close_code";
+pub const SIDETRACE_WEBSOCKET_TURNS: &str = "sidetrace.websocket.turns";
+pub const SIDETRACE_WEBSOCKET_CONNECTION_ID: &str = "sidetrace.websocket.connection.id";

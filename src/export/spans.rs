@@ -244,6 +244,10 @@ pub fn chat(
     if let Some(http) = &it.http {
         server_attrs(&mut a, http);
     }
+    if let Some(ws) = &it.websocket {
+        a.str(NETWORK_PROTOCOL_NAME, "websocket");
+        a.str(SIDETRACE_WEBSOCKET_CONNECTION_ID, &ws.connection_id);
+    }
     common(
         &mut a,
         &it.execution_id,

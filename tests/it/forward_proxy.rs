@@ -223,7 +223,9 @@ async fn the_official_sdks_through_https_proxy() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_hosts_are_tunnelled_blind_and_recorded_as_metadata() {
-    let mut s = setup(|_| {}).await;
+    let receiver = crate::common::otlp::Receiver::http().await;
+    let endpoint = receiver.url();
+    let mut s = setup(|o| o.export.endpoint = Some(endpoint)).await;
     let proxy = s.proxy.url("");
     // End-to-end TLS to the mock, which sidetrace cannot see into.
     let (code, out, err) = curl(&[
@@ -255,6 +257,14 @@ async fn other_hosts_are_tunnelled_blind_and_recorded_as_metadata() {
     );
     assert!(t.error.is_empty(), "{t:?}");
     assert!(its[0].input_messages.is_empty(), "metadata only");
+    // Exported as where the agent went, not as a model call.
+    let spans = receiver.spans();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"CONNECT tunnel.example.test:443"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("chat")), "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -115,7 +115,11 @@ async fn responses_over_websocket_on_a_reverse_route() {
     let (_server, url) =
         start_script_server("responses_ws_server.py", &[&fixture_path(FIXTURE)], &[]).await;
     let upstream = url.replace("ws://", "http://");
-    let mut proxy = TestProxy::start(&[("/openai", &upstream)], |_| {}).await;
+    let receiver = crate::common::otlp::Receiver::http().await;
+    let mut proxy = TestProxy::start(&[("/openai", &upstream)], |o| {
+        o.export.endpoint = Some(receiver.url());
+    })
+    .await;
     let env = sdk_env(&proxy.url("/openai/v1"), &[]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let out = run_client(
@@ -132,6 +136,46 @@ async fn responses_over_websocket_on_a_reverse_route() {
     let (turns, _) = turns_of(&views);
     assert_eq!(turns[0].sponsor.as_ref().unwrap().id, "alice@example.com");
     assert_eq!(turns[0].route, "/openai");
+
+    // Spans: a chat span per turn, marked as carried over the connection,
+    // and the connection's own span.
+    let spans = receiver.spans();
+    let attr = |s: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            })
+    };
+    let chats: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("chat "))
+        .collect();
+    assert_eq!(
+        chats.len(),
+        2,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    for c in &chats {
+        assert_eq!(
+            attr(c, "network.protocol.name").as_deref(),
+            Some("websocket")
+        );
+    }
+    let connection = spans
+        .iter()
+        .find(|s| s.name == "WebSocket /openai/v1/responses")
+        .expect("the connection's span");
+    assert_eq!(
+        attr(connection, "enduser.id").as_deref(),
+        Some("alice@example.com")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
