@@ -268,6 +268,8 @@ where
         match from.read_buf(&mut buf).await {
             Ok(0) => break,
             Ok(_) => {}
+            // A TLS peer that hangs up without close_notify: an end like any other.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => {
                 let _ = to.shutdown().await;
                 return Err(format!("read failed: {e}"));
