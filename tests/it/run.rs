@@ -653,3 +653,56 @@ async fn codex_over_websocket_under_sidetrace_run() {
         connections[0].completion
     );
 }
+
+/// An MCP server the agent starts through `sidetrace mcp --` joins the
+/// run's execution and journal from the environment `run` sets, with no
+/// flags of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrapped_mcp_server_joins_the_run_through_the_environment() {
+    use crate::common::mcp::{client_script, server_command};
+    let work = tempfile::tempdir().unwrap();
+    let journal = work.path().join("journal.db");
+    let mut args: Vec<String> = vec![
+        "--journal".into(),
+        journal.display().to_string(),
+        "--ca-dir".into(),
+        work.path().join("ca").display().to_string(),
+        "--sponsor".into(),
+        "carol@example.com".into(),
+        "--".into(),
+        python().display().to_string(),
+        client_script("mcp_client.py").display().to_string(),
+        "stdio".into(),
+        "--".into(),
+        env!("CARGO_BIN_EXE_sidetrace").into(),
+        "mcp".into(),
+        "--name".into(),
+        "files".into(),
+        "--".into(),
+    ];
+    args.extend(server_command());
+    let out = sidetrace_run(work.path(), &args, &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(report["ok"], true, "{report}");
+
+    let v = execution(&journal);
+    let mcp: Vec<_> = v
+        .interactions
+        .iter()
+        .filter_map(|i| i.mcp.as_ref())
+        .collect();
+    assert!(
+        mcp.iter()
+            .any(|m| m.method == "tools/call" && m.tool_name == "read_file"),
+        "the wrapper's records are in the run's execution: {mcp:#?}"
+    );
+    assert!(
+        v.interactions
+            .iter()
+            .all(|i| i.sponsor.as_ref().unwrap().id == "carol@example.com")
+    );
+    assert!(stderr.contains("MCP"), "the summary counts them: {stderr}");
+}
