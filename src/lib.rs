@@ -10,6 +10,7 @@ pub mod config;
 pub mod export;
 pub mod identity;
 pub mod journal;
+pub mod key_file;
 pub mod metrics;
 pub mod process;
 pub mod proxy;

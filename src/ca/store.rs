@@ -12,7 +12,7 @@
 //! `.*.tmp.*` file, never a truncated key.
 
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use super::CaError;
@@ -38,7 +38,7 @@ pub(super) fn read(dir: &Path) -> Result<Found, CaError> {
     let cert = read_optional(&cert_path)?;
     Ok(match (key, cert) {
         (Some(key), Some(cert)) => {
-            warn_if_readable_by_others(&key_path);
+            crate::key_file::warn_if_world_readable(&key_path, "the CA private key");
             Found::Both { key, cert }
         }
         (None, None) => Found::Neither,
@@ -152,21 +152,10 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-fn warn_if_readable_by_others(path: &Path) {
-    if let Ok(m) = std::fs::metadata(path)
-        && m.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            path = %path.display(),
-            mode = format!("{:o}", m.permissions().mode() & 0o777),
-            "the CA private key is readable by others; it should be 0600 (chmod 600 it)"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777

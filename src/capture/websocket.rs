@@ -471,11 +471,11 @@ impl Decoder {
                 .copy_from_slice(&input[used..used + take]);
             self.header_len += take;
             used += take;
-            if self.header_len == 2 {
-                if let Err(reason) = self.check_first_bytes() {
-                    self.fail(reason);
-                    return used;
-                }
+            if self.header_len == 2
+                && let Err(reason) = self.check_first_bytes()
+            {
+                self.fail(reason);
+                return used;
             }
         }
         self.start_frame();
@@ -635,21 +635,21 @@ impl Decoder {
                 let Some(mut msg) = self.message.take() else {
                     return;
                 };
-                if msg.compressed {
-                    if let Some(inflater) = self.inflater.as_mut() {
-                        inflate_into(
-                            inflater,
-                            &mut msg,
-                            &DEFLATE_TAIL,
-                            FlushDecompress::Sync,
-                            self.max_message,
-                        );
-                        let fresh = self
-                            .deflate
-                            .is_some_and(|d| d.no_context_takeover(self.direction));
-                        if fresh || inflater.ended {
-                            inflater.reset();
-                        }
+                if msg.compressed
+                    && let Some(inflater) = self.inflater.as_mut()
+                {
+                    inflate_into(
+                        inflater,
+                        &mut msg,
+                        &DEFLATE_TAIL,
+                        FlushDecompress::Sync,
+                        self.max_message,
+                    );
+                    let fresh = self
+                        .deflate
+                        .is_some_and(|d| d.no_context_takeover(self.direction));
+                    if fresh || inflater.ended {
+                        inflater.reset();
                     }
                 }
                 let failure = msg.inflate_error.take();

@@ -231,7 +231,7 @@ impl Run {
                         Err(Failure::Retryable { after, reason }) => {
                             failures += 1;
                             self.metrics.export_retried();
-                            if failures == 1 || failures % 10 == 0 {
+                            if failures == 1 || failures.is_multiple_of(10) {
                                 tracing::warn!(attempt = failures, %reason, "export failed; retrying (nothing is lost: export resumes from the journal)");
                             }
                             let delay = after.unwrap_or_else(|| backoff(failures));

@@ -33,7 +33,7 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
     let name = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(pem) => {
-            warn_if_readable_by_others(path);
+            crate::key_file::warn_if_world_readable(path, "the journal signing key");
             SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Format(name, e.to_string()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -91,15 +91,6 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(data)?;
     f.sync_all()
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path)
-        && m.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(path = %path.display(), mode = format!("{:o}", m.permissions().mode() & 0o777), "the journal signing key is readable by others; it should be 0600");
-    }
 }
 
 #[cfg(test)]

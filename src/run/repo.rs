@@ -537,7 +537,7 @@ fn commits_between_with(
         .split(|b| *b == 0)
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
-    if fields.len() % LOG_FIELDS != 0 {
+    if !fields.len().is_multiple_of(LOG_FIELDS) {
         return Err(git.unexpected(
             &args,
             format!("{} fields, not a multiple of {LOG_FIELDS}", fields.len()),
