@@ -36,7 +36,8 @@ use sha2::{Digest as _, Sha256};
 pub use bundle::Bundle;
 use issuer::LeafName;
 use resolver::Leaves;
-use store::{CERT_FILE, Found, KEY_FILE, Published};
+pub use store::CERT_FILE;
+use store::{Found, KEY_FILE, Published};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -211,10 +212,7 @@ impl Authority {
     /// SHA-256 of the certificate's DER, as `AB:CD:...` (what `openssl x509
     /// -fingerprint -sha256` and browsers show).
     pub fn fingerprint_sha256(&self) -> String {
-        let digest = Sha256::digest(self.cert_der.as_ref());
-        let hex = hex::encode_upper(digest.as_slice());
-        let pairs: Vec<&str> = (0..hex.len()).step_by(2).map(|i| &hex[i..i + 2]).collect();
-        pairs.join(":")
+        fingerprint(&self.cert_der)
     }
 
     /// A server config that issues leaves by SNI. A client that sends no
@@ -288,11 +286,7 @@ impl Authority {
             path: cert_path.display().to_string(),
             reason,
         };
-        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| cert_err(e.to_string()))?;
-        let [der] = <[_; 1]>::try_from(certs)
-            .map_err(|c| cert_err(format!("it holds {} certificates", c.len())))?;
+        let der = single_certificate(cert_pem).map_err(cert_err)?;
         let pem = bundle::encode_certificate(&der);
         Self::assemble(dir, key, der, pem, true)
     }
@@ -356,5 +350,67 @@ impl Authority {
             leaves,
             base,
         })
+    }
+}
+
+/// The one certificate a PEM file holds.
+fn single_certificate(pem: &str) -> Result<CertificateDer<'static>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    <[_; 1]>::try_from(certs)
+        .map(|[der]| der)
+        .map_err(|c| format!("it holds {} certificates", c.len()))
+}
+
+/// SHA-256 of a certificate's DER, as `AB:CD:...`.
+fn fingerprint(der: &CertificateDer<'_>) -> String {
+    let digest = Sha256::digest(der.as_ref());
+    let hex = hex::encode_upper(digest.as_slice());
+    let pairs: Vec<&str> = (0..hex.len()).step_by(2).map(|i| &hex[i..i + 2]).collect();
+    pairs.join(":")
+}
+
+/// The CA's certificate alone: what a client needs to trust it. Reading it
+/// never touches the private key, so a process that only points agents at
+/// a proxy (`sidetrace run --proxy`, a bundle init container) needs no
+/// access to the key.
+pub struct TrustAnchor {
+    path: PathBuf,
+    pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl TrustAnchor {
+    /// The certificate of the CA in `dir`.
+    pub fn load(dir: &Path) -> Result<Self, CaError> {
+        let path = dir.join(CERT_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| CaError::io(&path, e))?;
+        let der = single_certificate(&text).map_err(|reason| CaError::Cert {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        Ok(Self {
+            pem: bundle::encode_certificate(&der),
+            path,
+            der,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    pub fn fingerprint_sha256(&self) -> String {
+        fingerprint(&self.der)
+    }
+
+    /// The system roots plus this CA as one PEM bundle.
+    pub fn bundle(&self) -> Result<Bundle, CaError> {
+        bundle::build(&self.der, &self.fingerprint_sha256())
     }
 }

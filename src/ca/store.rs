@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use super::CaError;
 
 pub(super) const KEY_FILE: &str = "ca-key.pem";
-pub(super) const CERT_FILE: &str = "ca-cert.pem";
+pub const CERT_FILE: &str = "ca-cert.pem";
 
 /// What the directory holds.
 pub(super) enum Found {

@@ -284,3 +284,17 @@ fn hosts_that_cannot_be_certified_are_refused_up_front() {
     assert!(matches!(err, CaError::InvalidHost { .. }), "{err}");
     assert!(err.to_string().contains("without its port"), "{err}");
 }
+
+#[test]
+fn the_trust_anchor_needs_the_certificate_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = Authority::load_or_create(dir.path()).unwrap();
+    std::fs::remove_file(dir.path().join("ca-key.pem")).unwrap();
+    let anchor = TrustAnchor::load(dir.path()).unwrap();
+    assert_eq!(anchor.pem(), ca.cert_pem());
+    assert_eq!(anchor.fingerprint_sha256(), ca.fingerprint_sha256());
+    assert_eq!(anchor.path(), ca.cert_path());
+    assert!(anchor.bundle().unwrap().pem.contains(ca.cert_pem().trim()));
+    let empty = tempfile::tempdir().unwrap();
+    assert!(TrustAnchor::load(empty.path()).is_err());
+}

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use crate::ca::Authority;
+use crate::ca::{Authority, TrustAnchor};
 
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
@@ -89,12 +89,22 @@ can read it can impersonate any site to whoever trusts this CA.",
     Ok(ExitCode::SUCCESS)
 }
 
-fn cert(args: CaDirArgs) -> anyhow::Result<ExitCode> {
-    let (ca, created) = open(&args)?;
-    if created {
-        note_created(&ca);
+/// The CA's certificate, creating the CA only when there is none: an
+/// existing CA's key is not read (it may be out of this process's reach).
+fn trust_anchor(args: &CaDirArgs) -> anyhow::Result<TrustAnchor> {
+    let dir = args.ca_dir.clone().unwrap_or_else(Authority::default_dir);
+    if !dir.join(crate::ca::CERT_FILE).exists() {
+        let (ca, created) = open(args)?;
+        if created {
+            note_created(&ca);
+        }
     }
-    write_stdout(ca.cert_pem())?;
+    Ok(TrustAnchor::load(&dir)?)
+}
+
+fn cert(args: CaDirArgs) -> anyhow::Result<ExitCode> {
+    let ca = trust_anchor(&args)?;
+    write_stdout(ca.pem())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -108,10 +118,7 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
-    let (ca, created) = open(&args.dir)?;
-    if created {
-        note_created(&ca);
-    }
+    let ca = trust_anchor(&args.dir)?;
     let bundle = ca.bundle()?;
     if !bundle.unreadable.is_empty() {
         eprintln!(

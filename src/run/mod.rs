@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use http::HeaderMap;
 use tokio::sync::oneshot;
 
-use crate::ca::Authority;
+use crate::ca::{Authority, TrustAnchor};
 use crate::config::ProxyConfig;
 use crate::identity::Identity;
 use crate::journal::Journal;
@@ -171,7 +171,7 @@ async fn run_command(mut o: RunOptions) -> anyhow::Result<ExitCode> {
 
     let mut env = environment::proxy_variables(&environment::Wiring {
         proxy_url: &proxy_url,
-        ca_cert: &authority.cert_path(),
+        ca_cert: authority.path(),
         ca_bundle: &bundle_path,
     });
     env.extend(o.recording_env.iter().cloned());
@@ -226,16 +226,16 @@ async fn run_command(mut o: RunOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(outcome.exit_status.clamp(0, 255) as u8))
 }
 
-/// The CA the command must trust: the sidecar's (which must exist), or
-/// ours (created on first use).
-async fn certificate_authority(o: &RunOptions) -> anyhow::Result<Authority> {
+/// The CA the command must trust: the sidecar's (whose certificate must
+/// exist; its key is not needed here), or ours (created on first use).
+async fn certificate_authority(o: &RunOptions) -> anyhow::Result<TrustAnchor> {
     let dir = o.config.forward.ca_dir.clone();
     let sidecar = o.proxy_url.is_some();
     tokio::task::spawn_blocking(move || {
         if sidecar {
-            return Authority::load(&dir).with_context(|| {
+            return TrustAnchor::load(&dir).with_context(|| {
                 format!(
-                    "--proxy: the command must trust that proxy's CA, but none is in {} \
+                    "--proxy: the command must trust that proxy's CA, but its certificate is not in {} \
                      (give its directory with --ca-dir)",
                     dir.display()
                 )
@@ -250,7 +250,7 @@ async fn certificate_authority(o: &RunOptions) -> anyhow::Result<Authority> {
                 "created sidetrace's CA (the command trusts it through its environment)"
             );
         }
-        Ok(authority)
+        Ok(TrustAnchor::load(&dir)?)
     })
     .await
     .context("loading the CA")?
