@@ -77,20 +77,16 @@ impl Source {
 
     pub fn last_seq(&self) -> Result<u64, JournalError> {
         self.read
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM entries", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM entries")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
             .map(|s| s as u64)
             .map_err(self.sq())
     }
 
     pub fn recorded_at_us(&self, seq: u64) -> Result<Option<i64>, JournalError> {
         self.read
-            .query_row(
-                "SELECT recorded_at_us FROM entries WHERE seq = ?1",
-                [seq as i64],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT recorded_at_us FROM entries WHERE seq = ?1")
+            .and_then(|mut s| s.query_row([seq as i64], |r| r.get(0)))
             .optional()
             .map_err(self.sq())
     }
@@ -103,12 +99,15 @@ impl Source {
     ) -> Result<Option<(u64, Execution)>, JournalError> {
         let row: Option<(i64, Vec<u8>)> = self
             .read
-            .query_row(
+            .prepare_cached(
                 "SELECT seq, entry FROM entries WHERE execution_id = ?1 AND kind = 'execution'
                  AND seq <= ?2 AND entry IS NOT NULL ORDER BY seq DESC LIMIT 1",
-                params![execution_id, seq as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .and_then(|mut s| {
+                s.query_row(params![execution_id, seq as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+            })
             .optional()
             .map_err(self.sq())?;
         Ok(row.and_then(
@@ -123,11 +122,10 @@ impl Source {
     pub fn interaction(&self, id: &str) -> Result<Option<Interaction>, JournalError> {
         let bytes: Option<Vec<u8>> = self
             .read
-            .query_row(
+            .prepare_cached(
                 "SELECT entry FROM entries WHERE interaction_id = ?1 AND kind = 'interaction' AND entry IS NOT NULL LIMIT 1",
-                [id],
-                |r| r.get(0),
             )
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)))
             .optional()
             .map_err(self.sq())?;
         Ok(bytes.and_then(
@@ -175,9 +173,8 @@ impl Source {
 
     pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
         self.read
-            .query_row("SELECT data FROM blobs WHERE digest = ?1", [digest], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT data FROM blobs WHERE digest = ?1")
+            .and_then(|mut s| s.query_row([digest], |r| r.get(0)))
             .optional()
             .ok()
             .flatten()

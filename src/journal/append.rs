@@ -23,11 +23,8 @@ pub struct Appender<'t> {
 impl<'t> Appender<'t> {
     pub fn begin(tx: &'t Transaction<'t>, journal_id: &str) -> rusqlite::Result<Self> {
         let last: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let (last_seq, head) = match last {
             Some((seq, hash)) => (seq as u64, hash.as_slice().try_into().unwrap_or([0; 32])),
