@@ -42,8 +42,6 @@ use spans::Policy;
 /// Stay well under the collectors' default 4 MiB request limit.
 const MAX_BATCH_BYTES: usize = 3 * 1024 * 1024;
 const MAX_BATCH_SPANS: usize = 512;
-/// How long a batch that was not full waits before the next one is built.
-const LINGER: Duration = Duration::from_millis(100);
 const ROWS_PER_READ: usize = 256;
 /// How far back an MCP tools/call looks for the model call it served.
 const LINK_WINDOW: usize = 500;
@@ -190,7 +188,6 @@ impl Run {
                 self.wait_for_commits().await;
                 continue;
             }
-            let small = batch.spans.len() < MAX_BATCH_SPANS / 2;
             if !batch.spans.is_empty() {
                 let count = batch.spans.len() as u64;
                 let request = ExportTraceServiceRequest {
@@ -258,15 +255,6 @@ impl Run {
             };
             if let Ok(Err(e)) = saved {
                 tracing::error!(error = %e, "could not save the export cursor; spans may be sent again (same ids)");
-            }
-            // Under steady traffic, let records gather into fuller batches:
-            // one request and one cursor write per few hundred spans, not per
-            // few. Not while draining: then everything goes out at once.
-            if small && self.draining().is_none() {
-                tokio::select! {
-                    _ = tokio::time::sleep(LINGER) => {}
-                    _ = self.drain.changed() => {}
-                }
             }
         }
     }
