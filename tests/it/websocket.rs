@@ -98,7 +98,9 @@ fn check(out: &serde_json::Value, views: &[ExecutionView], journal: &std::path::
     );
 }
 
-fn sdk_env(base: &str, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+/// Two turns over one socket with the official SDK, reaching `base`
+/// (plus `extra` environment), as the SDK reports them.
+async fn sdk_over_websocket(base: &str, extra: &[(&'static str, String)]) -> serde_json::Value {
     let mut env = vec![
         ("BASE_URL", base.to_owned()),
         (
@@ -107,7 +109,9 @@ fn sdk_env(base: &str, extra: &[(&'static str, String)]) -> Vec<(&'static str, S
         ),
     ];
     env.extend(extra.iter().cloned());
-    env
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let request = fixture_path("openai_responses/request_tools.json");
+    run_client("openai_client.py", &["responses-ws", &request], &env).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,17 +124,7 @@ async fn responses_over_websocket_on_a_reverse_route() {
         o.export.endpoint = Some(receiver.url());
     })
     .await;
-    let env = sdk_env(&proxy.url("/openai/v1"), &[]);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = run_client(
-        "openai_client.py",
-        &[
-            "responses-ws",
-            &fixture_path("openai_responses/request_tools.json"),
-        ],
-        &env,
-    )
-    .await;
+    let out = sdk_over_websocket(&proxy.url("/openai/v1"), &[]).await;
     let views = proxy.finish().await;
     check(&out, &views, &proxy.journal);
     let (turns, _) = turns_of(&views);
@@ -214,21 +208,12 @@ async fn responses_over_websocket_inside_an_intercepted_tunnel() {
         o.forward.resolve = vec![format!("api.openai.com:443=127.0.0.1:{port}")];
     })
     .await;
-    let env = sdk_env(
+    let out = sdk_over_websocket(
         "https://api.openai.com/v1",
         &[
             ("HTTPS_PROXY", proxy.url("")),
             ("SSL_CERT_FILE", authority.cert_path().display().to_string()),
         ],
-    );
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = run_client(
-        "openai_client.py",
-        &[
-            "responses-ws",
-            &fixture_path("openai_responses/request_tools.json"),
-        ],
-        &env,
     )
     .await;
     let views = proxy.finish().await;
