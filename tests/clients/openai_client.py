@@ -99,10 +99,27 @@ def describe_response(r) -> dict:
 
 
 
+def connect_responses(client: openai.OpenAI):
+    """client.responses.connect(), opened; one retry after a handshake timeout.
+
+    Known open sidetrace issue: through an intercepted CONNECT tunnel, about
+    one handshake in fifteen from this client is never read by the proxy's
+    inner HTTP/1.1 connection (the TLS handshake completes, the upgrade
+    request is never dispatched). The retry keeps that from failing the
+    suite; it is reported on stderr so it stays visible.
+    """
+    try:
+        return client.responses.connect().enter()
+    except TimeoutError as e:
+        print(f"openai_client: WebSocket handshake timed out ({e}); retrying once", file=sys.stderr)
+        return client.responses.connect().enter()
+
+
 def responses_over_websocket(client: openai.OpenAI, request: dict) -> dict:
     request = {k: v for k, v in request.items() if k != "stream"}
     turns = []
-    with client.responses.connect() as connection:
+    connection = connect_responses(client)
+    try:
         for n in range(2):
             event = dict(request, type="response.create")
             if turns:
@@ -116,6 +133,8 @@ def responses_over_websocket(client: openai.OpenAI, request: dict) -> dict:
             final = server_event.response
             calls = [{"name": i.name, "arguments": i.arguments, "call_id": i.call_id} for i in final.output if i.type == "function_call"]
             turns.append({"id": final.id, "model": final.model, "status": final.status, "events": types, "tool_calls": calls})
+    finally:
+        connection.close()
     return {"turns": turns}
 
 if __name__ == "__main__":
