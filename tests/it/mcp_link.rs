@@ -108,7 +108,7 @@ async fn a_model_tool_call_served_over_mcp_is_linked() {
     assert_eq!(links[0].call_id, CALL_ID);
     assert_eq!(links[0].mcp_interaction_id, served.id);
 
-    let text = show(&proxy.journal).await;
+    let text = crate::agent::show(&proxy.journal).await;
     for needle in [
         "ran by MCP files read_file",
         &format!("<- model call mcp__files__read_file [{CALL_ID}]"),
@@ -179,15 +179,4 @@ async fn a_model_tool_call_served_over_mcp_is_linked() {
     );
     assert_eq!(read.events.len(), 1, "the resource as a context reference");
     one(&spans, "prompts/get", |s| s.name == "prompts/get review");
-}
-
-async fn show(journal: &std::path::Path) -> String {
-    let out = tokio::process::Command::new(crate::common::binary::BIN)
-        .args(["show", "--journal"])
-        .arg(journal)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
 }

@@ -155,7 +155,7 @@ async fn sdk_client_and_server_through_the_wrapper() {
     server_request_recorded(&records, &journal);
 
     verify(&journal).await;
-    let text = show(&journal).await;
+    let text = crate::agent::show(&journal).await;
     for needle in [
         "mcp files  tools/call",
         "read_file {\"path\":\"notes.txt\"}",
@@ -450,15 +450,4 @@ async fn no_sponsor_no_server_and_unknown_commands() {
         .unwrap();
     assert_eq!(out.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot start the MCP server"));
-}
-
-async fn show(journal: &std::path::Path) -> String {
-    let out = tokio::process::Command::new(crate::common::binary::BIN)
-        .args(["show", "--journal"])
-        .arg(journal)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
 }
