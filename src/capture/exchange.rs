@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
 
+use crate::record::conversation::PendingLink;
 use crate::record::execution::RequestContext;
 use crate::record::{
     Api, Blob, Completion, CompletionStatus, Header, HttpExchange, Interaction, Message, Provider,
@@ -79,6 +80,9 @@ pub enum Outcome {
 pub struct Built {
     pub interaction: Interaction,
     pub blobs: Vec<Blob>,
+    /// Held until the record is queued for the journal: a later turn, which
+    /// inherits this one's input messages, is queued after it.
+    pub linked: Option<PendingLink>,
 }
 
 impl Built {
@@ -87,6 +91,7 @@ impl Built {
         Self {
             interaction: base(meta).0,
             blobs: Vec::new(),
+            linked: None,
         }
     }
 }
@@ -145,6 +150,7 @@ pub fn request_start(meta: &RequestMeta, body: &BodyCapture) -> Built {
     Built {
         interaction: it,
         blobs,
+        linked: None,
     }
 }
 
@@ -219,9 +225,10 @@ pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome, linking:
     timing.end_time = Some(timestamp(wall(end)));
     timing.duration = Some(duration(end.saturating_duration_since(meta.start_instant)));
     it.timing = Some(timing);
+    let mut linked = None;
     if let Some(parsed) = &request_parsed {
         let session = meta.context.session.as_ref().map(|s| s.id.as_str());
-        linking::link(
+        linked = linking::link(
             linking,
             &mut it,
             meta.api,
@@ -232,10 +239,13 @@ pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome, linking:
         );
     }
     it.http = Some(http);
+    // Inherited input messages are the previous record's blobs already.
+    b.keep_blobs(&crate::journal::interaction_blob_refs(&it));
     let blobs = b.finish(&mut it);
     Built {
         interaction: it,
         blobs,
+        linked,
     }
 }
 

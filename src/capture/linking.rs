@@ -31,7 +31,9 @@ pub struct Linking {
 }
 
 /// Links `it`, whose request messages are `messages` (provider-native);
-/// `session` is the agent's session id, if it sent one.
+/// `session` is the agent's session id, if it sent one. Returns this
+/// exchange's place among those still to link: drop it once the record is
+/// queued for the journal.
 pub fn link(
     mut linking: Linking,
     it: &mut Interaction,
@@ -40,7 +42,7 @@ pub fn link(
     session: Option<&str>,
     request_start: SystemTime,
     response_end: SystemTime,
-) {
+) -> Option<PendingLink> {
     let digests = |ms: &[Message]| ms.iter().map(|m| m.digest.clone()).collect::<Vec<_>>();
     let inputs = digests(&it.input_messages);
     let outputs = digests(&it.output_messages);
@@ -65,8 +67,9 @@ pub fn link(
         calls: &calls,
         response_end,
     });
-    // Our own calls are registered: stop counting as pending before waiting on others.
-    drop(linking.pending.take());
+    // Still held: the results below wait only for calls of exchanges that
+    // ended before this one began, which never wait for it.
+    let pending = linking.pending.take();
     it.conversation_id = linked.conversation_id;
     it.turn = linked.turn;
     it.previous_interaction_id = linked.previous_interaction_id;
@@ -78,6 +81,7 @@ pub fn link(
         .map(|m| api::normalize_message(api, m))
         .collect();
     it.new_input_indexes = linked.new_input_indexes;
+    crate::record::inputs::inherit(it, linked.shared_prefix);
 
     let results: Vec<(&str, &str, bool)> = new
         .iter()
@@ -140,6 +144,7 @@ pub fn link(
     for m in new.iter().filter(|m| m.role != "assistant") {
         it.context_refs.extend(context::attachments(m));
     }
+    pending
 }
 
 /// The (name, arguments) of the call `id`, searching the request's messages

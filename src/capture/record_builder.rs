@@ -48,6 +48,11 @@ impl<'a> Builder<'a> {
     }
 
     /// Text as it may be stored: secrets replaced (and counted) unless disabled.
+    /// Forgets the blobs `refs` does not name.
+    pub(super) fn keep_blobs(&mut self, refs: &[&str]) {
+        self.blobs.retain(|b| refs.contains(&b.digest.as_str()));
+    }
+
     pub(super) fn clean(&mut self, text: &str) -> String {
         self.cleaner.clean(text)
     }

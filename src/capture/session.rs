@@ -160,6 +160,7 @@ fn spawn(
             metrics.capture_error(&issue.kind);
         }
         journal.append_interaction(built.interaction, built.blobs).await;
+        drop(built.linked);
     });
     CaptureHandle {
         tx: Some(tx),

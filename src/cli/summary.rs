@@ -151,7 +151,7 @@ pub fn write(out: &mut impl Write, v: &ExecutionView) -> std::io::Result<()> {
         let new: Vec<&Message> = if it.turn > 0 {
             it.new_input_indexes
                 .iter()
-                .filter_map(|&i| it.input_messages.get(i as usize))
+                .filter_map(|&i| crate::record::inputs::input_at(it, i))
                 .collect()
         } else {
             it.input_messages

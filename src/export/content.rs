@@ -71,12 +71,6 @@ pub fn tool_definition(api: Api, provider: &Value) -> Value {
     }
 }
 
-/// The digest that stands for a whole input: over its messages' digests, in order.
-pub fn input_digest(messages: &[Message]) -> String {
-    let joined: Vec<&str> = messages.iter().map(|m| m.digest.as_str()).collect();
-    digest_of(joined.join("\n").as_bytes())
-}
-
 /// A content value ready for an attribute.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Bounded {

@@ -396,6 +396,19 @@ fn spans_for(src: &Source, row: &Row, policy: &Policy) -> Result<Vec<Span>, Jour
         Payload::Interaction(it) => {
             let (seq, execution) = segment(&it.execution_id)?;
             let trace = spans::trace_of(&execution, seq);
+            let whole;
+            let it = if policy.content == config::ContentMode::Full
+                && it.inherited_input_count > 0
+                && let Some(inputs) = src.whole_inputs(it)
+            {
+                let mut resolved = it.clone();
+                resolved.input_messages = inputs.as_ref().clone();
+                resolved.inherited_input_count = 0;
+                whole = resolved;
+                &whole
+            } else {
+                it
+            };
             let mut out = vec![spans::chat(&trace, it, policy, &mut load)];
             for result in &it.tool_results {
                 let call = match src.interaction(&result.call_interaction_id)? {

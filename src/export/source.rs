@@ -2,13 +2,16 @@
 //! records a span needs from elsewhere in the journal, and the cursor
 //! itself (in the journal's meta table, so it survives restarts).
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::Message as _;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::journal::{JournalError, schema};
-use crate::record::{Execution, Interaction, JournalEntry, journal_entry::Payload};
+use crate::record::inputs::InputResolver;
+use crate::record::{Execution, Interaction, JournalEntry, Message, journal_entry::Payload};
 
 const CURSOR_KEY: &str = "export_cursor";
 
@@ -23,6 +26,7 @@ pub struct Source {
     read: Connection,
     write: Connection,
     path: PathBuf,
+    inputs: RefCell<InputResolver>,
 }
 
 impl Source {
@@ -31,6 +35,7 @@ impl Source {
             read: schema::open_for_reading(path)?,
             write: schema::open_existing(path)?,
             path: path.to_owned(),
+            inputs: RefCell::default(),
         })
     }
 
@@ -134,6 +139,13 @@ impl Source {
                 _ => None,
             },
         ))
+    }
+
+    /// `it`'s whole input list, inherited messages included; `None` when a
+    /// record it inherits from is not in the journal.
+    pub fn whole_inputs(&self, it: &Interaction) -> Option<Arc<Vec<Message>>> {
+        let mut load = |id: &str| self.interaction(id).ok().flatten();
+        self.inputs.borrow_mut().whole(it, &mut load)
     }
 
     /// The latest `limit` interaction records of an execution up to `seq`,

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::capture::exchange::resolve_message;
 use crate::record::{
-    Api, CompletionStatus, Execution, ExecutionEnd, Interaction, Provider, Timestamp, ToolCall,
-    ToolResult, digest_of, part::Kind,
+    Api, CompletionStatus, Execution, ExecutionEnd, Interaction, Message, Provider, Timestamp,
+    ToolCall, ToolResult, digest_of, inputs, part::Kind,
 };
 
 use super::attrs::{Attrs, common};
@@ -374,13 +374,10 @@ fn chat_content(
     policy: &Policy,
     load: &mut dyn FnMut(&str) -> Option<Vec<u8>>,
 ) {
-    a.str(
-        SIDETRACE_INPUT_DIGEST,
-        &content::input_digest(&it.input_messages),
-    );
+    a.str(SIDETRACE_INPUT_DIGEST, &inputs::inputs_digest(it));
     a.str(
         SIDETRACE_OUTPUT_DIGEST,
-        &content::input_digest(&it.output_messages),
+        &inputs::messages_digest(&it.output_messages),
     );
     if let Some(sys) = &it.system_instructions {
         a.str(SIDETRACE_SYSTEM_INSTRUCTIONS_DIGEST, &sys.digest);
@@ -420,14 +417,18 @@ fn chat_content(
             a.json(GEN_AI_TOOL_DEFINITIONS, &Value::Array(defs), policy);
         }
     }
-    let indexes: Vec<usize> = if full || it.turn == 0 {
-        (0..it.input_messages.len()).collect()
+    // Full mode gets the whole list from the exporter (inherited inputs
+    // resolved); delta mode only the new messages, always stored here.
+    let shown: Vec<&Message> = if full || it.turn == 0 {
+        it.input_messages.iter().collect()
     } else {
-        it.new_input_indexes.iter().map(|&i| i as usize).collect()
+        it.new_input_indexes
+            .iter()
+            .filter_map(|&i| inputs::input_at(it, i))
+            .collect()
     };
-    let inputs: Vec<Value> = indexes
+    let inputs: Vec<Value> = shown
         .into_iter()
-        .filter_map(|i| it.input_messages.get(i))
         .map(|m| {
             let mut m = m.clone();
             resolve_message(api, &mut m, false, load);
@@ -536,7 +537,7 @@ pub fn result_text(
     let api = Api::try_from(it.api).unwrap_or_default();
     it.new_input_indexes
         .iter()
-        .filter_map(|&i| it.input_messages.get(i as usize))
+        .filter_map(|&i| inputs::input_at(it, i))
         .find_map(|m| {
             let mut m = m.clone();
             resolve_message(api, &mut m, false, load);

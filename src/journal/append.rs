@@ -7,7 +7,7 @@ use ed25519_dalek::SigningKey;
 use prost::Message as _;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::record::{Blob, JournalEntry, Timestamp, journal_entry::Payload};
+use crate::record::{Blob, Interaction, JournalEntry, Timestamp, journal_entry::Payload};
 
 use super::chain::{self, Hash};
 
@@ -121,10 +121,14 @@ pub fn describe(payload: &Payload) -> (&'static str, Option<String>, Option<Stri
 /// Digests of the blobs an entry refers to (message contents, tool
 /// definitions, stored bodies, MCP params, results and resource contents).
 pub fn blob_refs(payload: &Payload) -> Vec<&str> {
-    let it = match payload {
-        Payload::Interaction(i) | Payload::InteractionStart(i) => i,
-        _ => return Vec::new(),
-    };
+    match payload {
+        Payload::Interaction(i) | Payload::InteractionStart(i) => interaction_blob_refs(i),
+        _ => Vec::new(),
+    }
+}
+
+/// Digests of the blobs an interaction record refers to.
+pub fn interaction_blob_refs(it: &Interaction) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     if let Some(s) = &it.system_instructions {
         out.push(&s.digest);

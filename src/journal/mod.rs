@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::record::journal_entry::Payload;
 use crate::record::{Blob, Execution, ExecutionEnd, Interaction};
 
-pub use append::blob_refs;
+pub use append::{blob_refs, interaction_blob_refs};
 pub use schema::Durability;
 use writer::{Command, Writer, WriterSetup};
 

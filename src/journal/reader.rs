@@ -124,6 +124,7 @@ impl JournalReader {
                     .and_then(|t| t.start_time)
                     .map(|t| (t.seconds, t.nanos))
             });
+            crate::record::inputs::expand_all(&mut v.interactions);
         }
         Ok(out)
     }

@@ -61,6 +61,9 @@ pub struct Linked {
     pub turn: u32,
     pub previous_interaction_id: String,
     pub new_input_indexes: Vec<u32>,
+    /// How many leading inputs this request shares with the previous
+    /// interaction's inputs (0 without a previous interaction).
+    pub shared_prefix: u32,
 }
 
 /// A tool call the model made, remembered until its result comes back.
@@ -106,9 +109,12 @@ pub struct ConversationTracker {
     changed: Condvar,
 }
 
-/// Held by an exchange from its arrival until it has linked (or given up):
-/// results that need its calls may wait for it meanwhile, and so may the
-/// requests that arrived after its response ended (they may extend it).
+/// Held by an exchange from its arrival until it has linked and its record
+/// is queued for the journal (or it has given up): results that need its
+/// calls may wait for it meanwhile, and so may the requests that arrived
+/// after its response ended (they may extend it, and their records, which
+/// inherit its input messages, must land after its own).
+#[derive(Debug)]
 pub struct PendingLink {
     tracker: Arc<ConversationTracker>,
     execution_id: String,
@@ -299,10 +305,9 @@ impl State {
             .enumerate()
             .map(|(i, th)| (i, common_prefix(&th.inputs, t.input_digests)))
             .filter(|(_, n)| *n > 0)
-            .max_by_key(|(_, n)| *n)
-            .map(|(i, _)| i);
-        let (previous, new_input_indexes) = match best {
-            Some(i) => {
+            .max_by_key(|(_, n)| *n);
+        let (previous, new_input_indexes, shared_prefix) = match best {
+            Some((i, shared)) => {
                 let th = conv.threads.remove(i).expect("index from enumerate");
                 let new = t
                     .input_digests
@@ -311,9 +316,13 @@ impl State {
                     .filter(|(_, d)| !th.seen.contains(*d))
                     .map(|(i, _)| i as u32)
                     .collect();
-                (th.last_interaction, new)
+                (th.last_interaction, new, shared as u32)
             }
-            None => (String::new(), (0..t.input_digests.len() as u32).collect()),
+            None => (
+                String::new(),
+                (0..t.input_digests.len() as u32).collect(),
+                0,
+            ),
         };
         conv.threads.push_front(Thread {
             last_interaction: t.interaction_id.to_owned(),
@@ -331,6 +340,7 @@ impl State {
             turn: conv.turns,
             previous_interaction_id: previous,
             new_input_indexes,
+            shared_prefix,
         }
     }
 
@@ -430,6 +440,15 @@ mod tests {
         assert_eq!(l2.conversation_id, "i1", "inferred from the shared prefix");
         assert_eq!(l2.previous_interaction_id, "i1");
         assert_eq!(l2.new_input_indexes, vec![3], "only the tool result is new");
+        assert_eq!((l1.shared_prefix, l2.shared_prefix), (0, 2));
+        // History rewritten after the first two messages: still the same
+        // thread, sharing only what did not change.
+        let i2b = d(&["sys", "u1", "edited"]);
+        let l2b = t.link(&turn("i2b", None, &i2b, &[], &[]));
+        assert_eq!(
+            (l2b.previous_interaction_id.as_str(), l2b.shared_prefix),
+            ("i2", 2)
+        );
         // An unrelated request starts its own conversation.
         let i3 = d(&["other"]);
         let l3 = t.link(&turn("i3", None, &i3, &[], &[]));

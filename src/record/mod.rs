@@ -3,6 +3,7 @@
 
 pub mod conversation;
 pub mod execution;
+pub mod inputs;
 pub mod proto;
 pub mod redact;
 pub mod secrets;

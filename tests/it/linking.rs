@@ -68,6 +68,24 @@ pub async fn run_session(
     replies
 }
 
+/// The interaction records as written, in journal order, unresolved.
+fn stored_interactions(journal: &std::path::Path) -> Vec<Interaction> {
+    use prost::Message as _;
+    use sidetrace::record::{JournalEntry, journal_entry::Payload};
+    let db = rusqlite::Connection::open(journal).unwrap();
+    let mut stmt = db
+        .prepare("SELECT entry FROM entries WHERE kind = 'interaction' ORDER BY seq")
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
+    rows.filter_map(
+        |b| match JournalEntry::decode(b.unwrap().as_slice()).unwrap().payload {
+            Some(Payload::Interaction(i)) => Some(i),
+            _ => None,
+        },
+    )
+    .collect()
+}
+
 pub async fn session_mock() -> Mock {
     Mock::start(|r| Reply::json(200, scripted(&r.json()).to_string())).await
 }
@@ -102,6 +120,21 @@ async fn a_tool_using_session_is_linked_turn_by_turn() {
         its[1].input_messages[1].digest, its[0].output_messages[0].digest,
         "stored once"
     );
+    // Read back, every turn has its whole history; on disk, each record
+    // holds only what followed the history it shares with the turn before.
+    let whole: Vec<usize> = its.iter().map(|i| i.input_messages.len()).collect();
+    assert_eq!(whole, [1, 3, 5]);
+    for it in its {
+        assert_eq!(
+            it.inputs_digest,
+            sidetrace::record::inputs::messages_digest(&it.input_messages)
+        );
+    }
+    let stored: Vec<(u32, usize)> = stored_interactions(&proxy.journal)
+        .iter()
+        .map(|i| (i.inherited_input_count, i.input_messages.len()))
+        .collect();
+    assert_eq!(stored, [(0, 1), (1, 2), (3, 2)]);
 
     // Tool calls joined to their results.
     let read = &its[1].tool_results[0];

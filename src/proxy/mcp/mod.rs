@@ -165,7 +165,11 @@ fn start_record(meta: &RequestMeta) -> (impl FnOnce(BodyCapture) -> Built + Send
         };
         let (interaction, blobs) =
             interaction::request_start(&bytes, snapshot.total, seen, &info, redact);
-        Built { interaction, blobs }
+        Built {
+            interaction,
+            blobs,
+            linked: None,
+        }
     };
     (build, Built::minimal(meta))
 }
