@@ -154,6 +154,36 @@ struct Batch {
 
 impl Run {
     async fn run(mut self) {
+        self.export_until_stopped().await;
+        self.save_cursor(true).await;
+    }
+
+    /// Saves the cursor if it moved (`now`), or if it moved and its last
+    /// save is old enough; off the runtime (a write transaction).
+    async fn save_cursor(&self, now: bool) {
+        if !now
+            && !self
+                .source
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .save_due()
+        {
+            return;
+        }
+        let source = self.source.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            source
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .save_cursor()
+        })
+        .await;
+        if let Ok(Err(e)) = saved {
+            tracing::error!(error = %e, "could not save the export cursor; spans may be sent again (same ids)");
+        }
+    }
+
+    async fn export_until_stopped(&mut self) {
         let mut failures = 0u32;
         loop {
             let built = {
@@ -185,6 +215,8 @@ impl Run {
                 if self.draining().is_some() {
                     return; // caught up
                 }
+                // Idle: the cursor is saved within a second or two.
+                self.save_cursor(false).await;
                 self.wait_for_commits().await;
                 continue;
             }
@@ -242,20 +274,11 @@ impl Run {
                     }
                 }
             }
-            let saved = {
-                let source = self.source.clone();
-                let seq = batch.last_seq;
-                tokio::task::spawn_blocking(move || {
-                    source
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .set_cursor(seq)
-                })
-                .await
-            };
-            if let Ok(Err(e)) = saved {
-                tracing::error!(error = %e, "could not save the export cursor; spans may be sent again (same ids)");
-            }
+            self.source
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_cursor(batch.last_seq);
+            self.save_cursor(false).await;
         }
     }
 
@@ -264,7 +287,6 @@ impl Run {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .cursor()
-            .unwrap_or(0)
     }
 
     fn draining(&self) -> Option<Instant> {
@@ -316,7 +338,7 @@ fn backoff(failures: u32) -> Duration {
 
 /// Reads entries after the cursor and turns them into one batch of spans.
 fn build(src: &Source, policy: &Policy) -> Result<Batch, JournalError> {
-    let cursor = src.cursor()?;
+    let cursor = src.cursor();
     let last = src.last_seq()?;
     let mut batch = Batch {
         spans: Vec::new(),

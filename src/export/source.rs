@@ -1,10 +1,17 @@
 //! The exporter's view of the journal: entries after its cursor, the
 //! records a span needs from elsewhere in the journal, and the cursor
 //! itself (in the journal's meta table, so it survives restarts).
+//!
+//! The cursor is kept in memory and saved at most once per
+//! `CURSOR_SAVE_EVERY` (and when the exporter stops): a write transaction
+//! per batch cost more than building the batch. After a crash, at most that
+//! much is sent again, with the same span ids, which collectors deduplicate
+//! or store twice — never lose.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,6 +21,7 @@ use crate::record::inputs::InputResolver;
 use crate::record::{Execution, Interaction, JournalEntry, Message, journal_entry::Payload};
 
 const CURSOR_KEY: &str = "export_cursor";
+const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// One journal row; `entry` is None for a pruned entry.
 pub struct Row {
@@ -27,15 +35,25 @@ pub struct Source {
     write: Connection,
     path: PathBuf,
     inputs: RefCell<InputResolver>,
+    /// (in memory, as saved, when saved)
+    cursor: Cell<u64>,
+    saved: Cell<(u64, Instant)>,
 }
 
 impl Source {
     pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let read = schema::open_for_reading(path)?;
+        let cursor = schema::get_meta(&read, CURSOR_KEY)
+            .map_err(|e| JournalError::sqlite(path, e))?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         Ok(Self {
-            read: schema::open_for_reading(path)?,
+            read,
             write: schema::open_existing(path)?,
             path: path.to_owned(),
             inputs: RefCell::default(),
+            cursor: Cell::new(cursor),
+            saved: Cell::new((cursor, Instant::now())),
         })
     }
 
@@ -193,14 +211,28 @@ impl Source {
     }
 
     /// The last seq whose spans the collector has accepted.
-    pub fn cursor(&self) -> Result<u64, JournalError> {
-        Ok(schema::get_meta(&self.read, CURSOR_KEY)
-            .map_err(self.sq())?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+    pub fn cursor(&self) -> u64 {
+        self.cursor.get()
     }
 
-    pub fn set_cursor(&self, seq: u64) -> Result<(), JournalError> {
-        schema::set_meta(&self.write, CURSOR_KEY, &seq.to_string()).map_err(self.sq())
+    /// Moves the cursor (in memory: see `save_cursor`).
+    pub fn set_cursor(&self, seq: u64) {
+        self.cursor.set(seq);
+    }
+
+    /// Whether the cursor moved and its last save is older than `CURSOR_SAVE_EVERY`.
+    pub fn save_due(&self) -> bool {
+        let (seq, at) = self.saved.get();
+        seq != self.cursor.get() && at.elapsed() >= CURSOR_SAVE_EVERY
+    }
+
+    /// Saves the cursor now, if it moved since the last save.
+    pub fn save_cursor(&self) -> Result<(), JournalError> {
+        let seq = self.cursor.get();
+        if self.saved.get().0 != seq {
+            schema::set_meta(&self.write, CURSOR_KEY, &seq.to_string()).map_err(self.sq())?;
+        }
+        self.saved.set((seq, Instant::now()));
+        Ok(())
     }
 }
