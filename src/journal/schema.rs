@@ -96,6 +96,7 @@ pub fn open_for_writing(
     }
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sq)?;
+    stable_plans(&conn).map_err(sq)?;
     conn.execute_batch(SCHEMA).map_err(sq)?;
     let version: Option<String> = get_meta(&conn, "schema_version").map_err(sq)?;
     match version.as_deref().map(str::parse::<i64>) {
@@ -126,6 +127,7 @@ pub fn open_existing(path: &Path) -> Result<Connection, JournalError> {
     let conn = Connection::open(path).map_err(|e| JournalError::sqlite(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|e| JournalError::sqlite(path, e))?;
+    stable_plans(&conn).map_err(|e| JournalError::sqlite(path, e))?;
     Ok(conn)
 }
 
@@ -141,7 +143,21 @@ pub fn open_for_reading(path: &Path) -> Result<Connection, JournalError> {
     .map_err(|e| JournalError::sqlite(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| JournalError::sqlite(path, e))?;
+    stable_plans(&conn).map_err(|e| JournalError::sqlite(path, e))?;
     Ok(conn)
+}
+
+/// Plans chosen without looking at bound values. Otherwise SQLite
+/// recompiles a cached statement whenever a parameter its planner looked at
+/// (a `LIMIT ?`, a range bound) is bound again, which is every call: it was
+/// 8% of sidetrace's CPU under load. The journal's queries are simple
+/// indexed lookups whose best plan does not depend on the values.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 pub fn get_meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
@@ -174,4 +190,33 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    #[test]
+    fn cached_statements_are_not_recompiled_for_new_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let writer = open_for_writing(&path, Durability::Batched, None).unwrap();
+        for conn in [writer, open_for_reading(&path).unwrap()] {
+            for (seq, limit) in [(0, 10), (5, 20), (7, 30)] {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT seq FROM entries WHERE seq > ?1 AND kind = 'x' ORDER BY seq LIMIT ?2",
+                    )
+                    .unwrap();
+                let rows: Vec<i64> = stmt
+                    .query_map(params![seq, limit], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert!(rows.is_empty());
+                assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+            }
+        }
+    }
 }
