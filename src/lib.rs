@@ -12,6 +12,7 @@ pub mod identity;
 pub mod journal;
 pub mod key_file;
 pub mod metrics;
+pub mod priority;
 pub mod process;
 pub mod proxy;
 pub mod record;

@@ -4,7 +4,10 @@
 //! the proxy's I/O threads, and it never fails — whatever cannot be parsed is
 //! kept raw and named in `capture_issues`.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+
+use tokio::sync::OwnedSemaphorePermit;
 
 use serde_json::Value;
 
@@ -43,6 +46,9 @@ pub struct RequestMeta {
     pub cap: usize,
     /// Replace secrets in what is stored (`redact.secrets`).
     pub redact: bool,
+    /// This exchange's place in the recording backlog (see `pool`), held
+    /// until its record is queued for the journal.
+    pub admission: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 /// The upstream's response head, as the proxy saw it.

@@ -14,6 +14,7 @@ pub mod mcp;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod parts;
+pub mod pool;
 mod record_builder;
 pub mod session;
 pub mod sse;

@@ -1,8 +1,10 @@
 //! The per-exchange capture task. The proxy hands it receivers for the
 //! request body, the upstream outcome and the response body; each is resolved
 //! exactly once, by completion or by drop, so the task always ends and always
-//! produces a record. Parsing runs on the blocking pool; the result goes to
-//! the journal, whose bounded queue is the only place this task can wait.
+//! produces a record. Parsing runs on the recording pool (lower priority,
+//! bounded queue); the result goes to the journal, whose bounded queue is the
+//! other place this task can wait. The exchange's admission to the backlog is
+//! released once its record is queued.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -18,6 +20,7 @@ use super::body::{BodyCapture, BodyEnd};
 use super::context::ContextRule;
 use super::exchange::{self, Outcome, RequestMeta, ResponseHead};
 use super::linking::Linking;
+use super::pool::RecordPool;
 use crate::record::conversation::ConversationTracker;
 
 /// What the proxy reports about the upstream side.
@@ -63,6 +66,7 @@ pub struct Recorder {
     pub conversations: Arc<ConversationTracker>,
     pub context_rules: Arc<[ContextRule]>,
     pub tasks: tokio_util::task::TaskTracker,
+    pub pool: Arc<RecordPool>,
 }
 
 /// Starts the capture task for one exchange.
@@ -87,7 +91,7 @@ pub fn start_turn(
 
 fn spawn(
     recorder: &Recorder,
-    meta: RequestMeta,
+    mut meta: RequestMeta,
     request_body: Option<oneshot::Receiver<BodyCapture>>,
     websocket: Option<crate::record::WebSocketConnection>,
 ) -> CaptureHandle {
@@ -101,6 +105,8 @@ fn spawn(
     };
     let journal = recorder.journal.clone();
     let metrics = recorder.metrics.clone();
+    let pool = recorder.pool.clone();
+    let admission = meta.admission.take();
     recorder.tasks.spawn(async move {
         let outcome = match rx.await {
             Ok((UpstreamEvent::Response { head, body }, _)) => {
@@ -134,7 +140,7 @@ fn spawn(
             None => BodyCapture::empty(BodyEnd::Complete),
         };
         let fallback = exchange::Built::minimal(&meta);
-        let built = match tokio::task::spawn_blocking(move || exchange::build(meta, request, outcome, linking)).await {
+        let built = match pool.run(move || exchange::build(meta, request, outcome, linking)).await {
             Ok(mut b) => {
                 b.interaction.websocket = websocket;
                 b
@@ -161,6 +167,7 @@ fn spawn(
         }
         journal.append_interaction(built.interaction, built.blobs).await;
         drop(built.linked);
+        drop(admission);
     });
     CaptureHandle {
         tx: Some(tx),

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::capture::mcp::link::link_tool_calls;
+use crate::capture::pool::RecordPool;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::Metrics;
 use crate::record::{Execution, journal_entry::Payload};
@@ -54,6 +55,8 @@ pub enum ExportError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Transport(#[from] otlp::TransportError),
+    #[error("cannot start the export thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The running exporter.
@@ -79,6 +82,7 @@ impl Exporter {
         let (drain, drain_rx) = watch::channel(None);
         let run = Run {
             source: Arc::new(Mutex::new(source)),
+            pool: RecordPool::new("sidetrace-export", 1).map_err(ExportError::Thread)?,
             transport,
             policy: Policy {
                 content: config.content,
@@ -135,6 +139,8 @@ fn resource(config: &ExportConfig, journal_id: &str) -> Resource {
 
 struct Run {
     source: Arc<Mutex<Source>>,
+    /// Builds and cursor saves run here, below forwarding's priority.
+    pool: RecordPool,
     transport: Transport,
     policy: Policy,
     resource: Arc<Resource>,
@@ -171,13 +177,15 @@ impl Run {
             return;
         }
         let source = self.source.clone();
-        let saved = tokio::task::spawn_blocking(move || {
-            source
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .save_cursor()
-        })
-        .await;
+        let saved = self
+            .pool
+            .run(move || {
+                source
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .save_cursor()
+            })
+            .await;
         if let Ok(Err(e)) = saved {
             tracing::error!(error = %e, "could not save the export cursor; spans may be sent again (same ids)");
         }
@@ -188,11 +196,12 @@ impl Run {
         loop {
             let built = {
                 let (source, policy) = (self.source.clone(), self.policy);
-                tokio::task::spawn_blocking(move || {
-                    let src = source.lock().unwrap_or_else(|p| p.into_inner());
-                    build(&src, &policy)
-                })
-                .await
+                self.pool
+                    .run(move || {
+                        let src = source.lock().unwrap_or_else(|p| p.into_inner());
+                        build(&src, &policy)
+                    })
+                    .await
             };
             let batch = match built {
                 Ok(Ok(b)) => b,

@@ -190,6 +190,11 @@ impl Writer {
 
     /// Runs until `Close` arrives or every sender is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // In batched mode no request waits for a commit: background work.
+        // In write-ahead mode requests do, so it keeps forwarding's priority.
+        if self.setup.durability == Durability::Batched {
+            crate::priority::lower_this_thread();
+        }
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {

@@ -154,6 +154,8 @@ pub async fn handle(
     }
     let start = SystemTime::now();
     let start_instant = Instant::now();
+    // Waits only when recording has fallen MAX_BACKLOG exchanges behind.
+    let admission = state.recorder.pool.admit().await.map(Arc::new);
     let mut guard = RequestGuard::new(&state.recorder.metrics);
     let (mut parts, body) = req.into_parts();
 
@@ -222,6 +224,7 @@ pub async fn handle(
         start_instant,
         cap: state.capture_max_body,
         redact: state.redact_secrets,
+        admission,
     };
 
     let Some(resolved) = resolved else {

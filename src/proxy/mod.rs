@@ -61,6 +61,8 @@ pub enum StartError {
     Upstream(#[from] upstream::UpstreamSetupError),
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
+    #[error("cannot start the recording threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// A bound, not yet serving, proxy.
@@ -134,6 +136,7 @@ impl Server {
                 conversations: Arc::new(ConversationTracker::new()),
                 context_rules: config.context_rules.into(),
                 tasks,
+                pool: Arc::new(record_pool()?),
             },
             executions: ExecutionRegistry::new(config.execution, fingerprinter),
             capture_max_body: config.capture_max_body,
@@ -395,4 +398,11 @@ async fn apply_retention(retention: Retention, journal: JournalOptions) {
             Err(e) => tracing::error!(error = %e, "retention prune failed"),
         }
     }
+}
+
+/// The recording pool: one thread per core this process may use, up to four.
+fn record_pool() -> Result<crate::capture::pool::RecordPool, StartError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::capture::pool::RecordPool::new("sidetrace-record", cores.min(4))
+        .map_err(StartError::Threads)
 }

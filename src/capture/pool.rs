@@ -1,0 +1,126 @@
+//! The recording pool: a few threads, at a lower scheduling priority than
+//! the forwarding runtime, that turn finished exchanges into records.
+//!
+//! Why: recording competes with forwarding for the same cores. On a busy
+//! core, a stream that ends starts its recording (decoding, record, digest)
+//! just as the agent sends its next request; at equal priority the request
+//! waits. With the recording threads niced, the kernel runs forwarding first.
+//!
+//! Guarantees and bounds: jobs run in the order queued; the queue holds at
+//! most `QUEUE` jobs and `admit` at most `MAX_BACKLOG` exchanges between
+//! their arrival and their record being queued for the journal, so when
+//! recording falls behind, new requests wait for a place instead of the
+//! backlog growing without bound (nothing is dropped). A job that panics
+//! fails alone (its caller gets the panic message); the pool stops when the
+//! last handle is dropped.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// Jobs waiting for a thread.
+const QUEUE: usize = 1024;
+/// Exchanges admitted and not yet handed to the journal. Every open stream
+/// counts, so this is far above what agents keep open at once; it bounds
+/// the memory a falling-behind recorder holds (each exchange's captured
+/// bodies) to some tens of megabytes for typical requests.
+pub const MAX_BACKLOG: usize = 2048;
+type Job = Box<dyn FnOnce() + Send>;
+
+pub struct RecordPool {
+    jobs: mpsc::Sender<Job>,
+    backlog: Arc<Semaphore>,
+}
+
+impl RecordPool {
+    /// Starts `threads` threads (at least one) named `name-N`.
+    pub fn new(name: &str, threads: usize) -> std::io::Result<Self> {
+        let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-{n}"))
+                .spawn(move || {
+                    crate::priority::lower_this_thread();
+                    loop {
+                        // The lock is held only to take one job.
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                        match job {
+                            Some(job) => job(),
+                            None => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(Self {
+            jobs,
+            backlog: Arc::new(Semaphore::new(MAX_BACKLOG)),
+        })
+    }
+
+    /// A place for one exchange until its record is queued for the journal.
+    pub async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.backlog.clone().acquire_owned().await.ok()
+    }
+
+    /// Runs `f` on a recording thread and waits for its result; `Err` with
+    /// the panic message if it panicked, or if the pool is gone.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map_err(|p| panic_message(&p));
+            let _ = tx.send(result);
+        });
+        if self.jobs.send(job).await.is_err() {
+            return Err("the recording pool has stopped".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the recording pool has stopped".into()))
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_and_a_panic_fails_alone() {
+        let pool = RecordPool::new("test", 2).unwrap();
+        assert_eq!(pool.run(|| 6 * 7).await, Ok(42));
+        let failed = pool.run(|| -> u32 { panic!("bad record") }).await;
+        assert_eq!(failed, Err("bad record".to_owned()));
+        assert_eq!(pool.run(|| "still running").await, Ok("still running"));
+    }
+
+    #[tokio::test]
+    async fn admission_is_bounded_and_released() {
+        let pool = RecordPool::new("test", 1).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..MAX_BACKLOG {
+            held.push(pool.admit().await.unwrap());
+        }
+        assert!(pool.backlog.clone().try_acquire_owned().is_err(), "full");
+        let waiting = tokio::spawn({
+            let backlog = pool.backlog.clone();
+            async move { backlog.acquire_owned().await.is_ok() }
+        });
+        held.pop();
+        let admitted = tokio::time::timeout(std::time::Duration::from_secs(60), waiting).await;
+        assert!(
+            admitted.unwrap().unwrap(),
+            "a place freed lets the next one in"
+        );
+    }
+}
