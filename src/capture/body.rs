@@ -1,18 +1,26 @@
-//! What the tee keeps of one body: the frames themselves (reference-counted
-//! `Bytes`, so keeping them is not a copy) up to the capture cap, the total
-//! size, and — past the cap — a running SHA-256 so the record still names the
-//! whole body. The recorder hands everything over exactly once: when the body
-//! ends, fails, or is dropped unfinished.
+//! What the tee keeps of one body: the frames themselves up to the capture
+//! cap, the total size, and — past the cap — a running SHA-256 so the record
+//! still names the whole body. The recorder hands everything over exactly
+//! once: when the body ends, fails, or is dropped unfinished.
+//!
+//! Large frames are kept as they are (reference-counted `Bytes`, no copy).
+//! Small ones are copied into one buffer: a frame is a slice of the
+//! connection's read buffer, and holding it would keep that whole buffer
+//! (often 8–64 KB) alive until the record is built — for a 100-byte SSE
+//! event, or a 1 KB request waiting in the recording backlog.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::oneshot;
 
 use crate::record::format_digest;
+
+/// Frames smaller than this are copied (see the module comment).
+const COPY_BELOW: usize = 4096;
 
 /// How a body stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +116,8 @@ pub struct BodyRecorder {
     cap: usize,
     tx: Option<oneshot::Sender<BodyCapture>>,
     chunks: Vec<Bytes>,
+    /// Small frames, copied, not yet moved to `chunks`.
+    small: BytesMut,
     captured: usize,
     total: u64,
     first_frame: Option<Instant>,
@@ -130,6 +140,7 @@ impl BodyRecorder {
                 cap,
                 tx: Some(tx),
                 chunks: Vec::new(),
+                small: BytesMut::new(),
                 captured: 0,
                 total: 0,
                 first_frame: None,
@@ -155,10 +166,16 @@ impl BodyRecorder {
         let room = self.cap - self.captured;
         if data.len() <= room {
             self.captured += data.len();
-            self.chunks.push(data.clone());
+            if data.len() < COPY_BELOW {
+                self.small.extend_from_slice(data);
+            } else {
+                self.flush_small();
+                self.chunks.push(data.clone());
+            }
             return;
         }
         // Crossing the cap: keep what fits, and from here on hash instead.
+        self.flush_small();
         let mut h = Sha256::new();
         for c in &self.chunks {
             h.update(c);
@@ -171,12 +188,19 @@ impl BodyRecorder {
         self.overflow_hasher = Some(h);
     }
 
+    fn flush_small(&mut self) {
+        if !self.small.is_empty() {
+            self.chunks.push(self.small.split().freeze());
+        }
+    }
+
     /// A recorder with no one to report to (its report was already given).
     pub fn finished() -> Self {
         Self {
             cap: 0,
             tx: None,
             chunks: Vec::new(),
+            small: BytesMut::new(),
             captured: 0,
             total: 0,
             first_frame: None,
@@ -191,6 +215,7 @@ impl BodyRecorder {
             flag.store(true, Ordering::Release);
         }
         if let Some(tx) = self.tx.take() {
+            self.flush_small();
             let capture = BodyCapture {
                 chunks: std::mem::take(&mut self.chunks),
                 captured: self.captured,
@@ -259,5 +284,22 @@ mod tests {
         let c = rx.try_recv().unwrap();
         assert_eq!(c.contiguous(), b"01234");
         assert_eq!(c.digest(), digest_of(b"01234567"));
+    }
+
+    #[test]
+    fn small_frames_are_copied_large_ones_shared() {
+        let buffer = Bytes::from(vec![7u8; 65536]);
+        let inside = |b: &Bytes| buffer.as_ptr_range().contains(&b.as_ptr());
+        let (mut r, mut rx) = BodyRecorder::new(1 << 20);
+        r.on_data(&buffer.slice(100..200));
+        r.on_data(&buffer.slice(200..300));
+        r.on_data(&buffer.slice(300..10_300));
+        r.on_data(&buffer.slice(10_300..10_350));
+        r.finish(BodyEnd::Complete);
+        let c = rx.try_recv().unwrap();
+        let shared: Vec<bool> = c.chunks.iter().map(inside).collect();
+        assert_eq!(shared, [false, true, false], "copied, shared, copied");
+        assert_eq!(c.contiguous(), &buffer[100..10_350]);
+        assert_eq!(c.captured, 10_250);
     }
 }

@@ -20,7 +20,7 @@ use super::context::{self, ContextRule};
 
 /// How long a result waits for its call to be registered by an exchange
 /// still being built. Only records wait, never traffic.
-const CALL_WAIT: Duration = Duration::from_secs(2);
+pub const CALL_WAIT: Duration = Duration::from_secs(2);
 
 /// What an exchange needs to link itself.
 pub struct Linking {
@@ -28,6 +28,9 @@ pub struct Linking {
     pub rules: Arc<[ContextRule]>,
     /// This exchange's place among those still to link; released once it has.
     pub pending: Option<PendingLink>,
+    /// The capture task already waited for this exchange's predecessors
+    /// (`ConversationTracker::predecessors_settled`).
+    pub awaited: bool,
 }
 
 /// Links `it`, whose request messages are `messages` (provider-native);
@@ -55,7 +58,9 @@ pub fn link(
             context: context::target(&linking.rules, &c.name, &c.arguments),
         })
         .collect();
-    if let Some(pending) = &linking.pending {
+    if let Some(pending) = &linking.pending
+        && !linking.awaited
+    {
         linking.tracker.await_predecessors(pending, CALL_WAIT);
     }
     let linked = linking.tracker.link(&TurnInput {

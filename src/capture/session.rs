@@ -102,6 +102,7 @@ fn spawn(
         tracker: recorder.conversations.clone(),
         rules: recorder.context_rules.clone(),
         pending: Some(pending),
+        awaited: false,
     };
     let journal = recorder.journal.clone();
     let metrics = recorder.metrics.clone();
@@ -140,6 +141,12 @@ fn spawn(
             None => BodyCapture::empty(BodyEnd::Complete),
         };
         let fallback = exchange::Built::minimal(&meta);
+        let mut linking = linking;
+        if let Some(pending) = &linking.pending {
+            let tracker = linking.tracker.clone();
+            tracker.predecessors_settled(pending, super::linking::CALL_WAIT).await;
+            linking.awaited = true;
+        }
         let built = match pool.run(move || exchange::build(meta, request, outcome, linking)).await {
             Ok(mut b) => {
                 b.interaction.websocket = websocket;

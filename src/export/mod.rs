@@ -347,6 +347,7 @@ fn backoff(failures: u32) -> Duration {
 
 /// Reads entries after the cursor and turns them into one batch of spans.
 fn build(src: &Source, policy: &Policy) -> Result<Batch, JournalError> {
+    let _snapshot = src.snapshot()?;
     let cursor = src.cursor();
     let last = src.last_seq()?;
     let mut batch = Batch {

@@ -61,6 +61,12 @@ impl Source {
         |e| JournalError::sqlite(&self.path, e)
     }
 
+    /// One read transaction for the reads that follow until it is dropped:
+    /// a consistent view, and one WAL snapshot instead of one per query.
+    pub fn snapshot(&self) -> Result<rusqlite::Transaction<'_>, JournalError> {
+        self.read.unchecked_transaction().map_err(self.sq())
+    }
+
     /// Up to `limit` entries after `seq`, in order.
     pub fn after(&self, seq: u64, limit: usize) -> Result<Vec<Row>, JournalError> {
         let mut stmt = self

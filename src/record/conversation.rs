@@ -107,6 +107,8 @@ struct State {
 pub struct ConversationTracker {
     state: Mutex<State>,
     changed: Condvar,
+    /// The same signal for async waiters.
+    settled: tokio::sync::Notify,
 }
 
 /// Held by an exchange from its arrival until it has linked and its record
@@ -176,6 +178,34 @@ impl ConversationTracker {
         }
         drop(s);
         self.changed.notify_all();
+        self.settled.notify_waiters();
+    }
+
+    fn predecessors_pending(&self, pending: &PendingLink) -> bool {
+        self.lock()
+            .unlinked
+            .get(&pending.execution_id)
+            .is_some_and(|others| pending.predecessors.iter().any(|p| others.contains_key(p)))
+    }
+
+    /// `await_predecessors` for async code: the capture task waits here,
+    /// before its record is built, so no recording thread is held waiting.
+    pub async fn predecessors_settled(&self, pending: &PendingLink, wait: Duration) {
+        if pending.predecessors.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.predecessors_pending(pending) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Waits, at most `wait`, until the exchanges whose answers this one's
