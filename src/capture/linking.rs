@@ -100,7 +100,14 @@ pub fn link(
         .collect();
     if !results.is_empty() {
         let ids: Vec<&str> = results.iter().map(|(id, _, _)| *id).collect();
-        let known = linking.tracker.calls(&it.execution_id, &ids, CALL_WAIT);
+        // Once this exchange's predecessors have settled, every call the
+        // agent could have seen is registered: nothing more to wait for.
+        let wait = if linking.awaited {
+            Duration::ZERO
+        } else {
+            CALL_WAIT
+        };
+        let known = linking.tracker.calls(&it.execution_id, &ids, wait);
         for (id, text, is_error) in results {
             let result_digest = digest_of(text.as_bytes());
             let size = text.len() as u64;

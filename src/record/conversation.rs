@@ -99,16 +99,33 @@ struct State {
     call_order: VecDeque<(String, String)>,
     /// Exchanges per execution that have yet to link, each with a flag set
     /// once its response ended (from then on a later request may extend it).
-    unlinked: HashMap<String, HashMap<u64, Arc<AtomicBool>>>,
+    unlinked: HashMap<String, HashMap<u64, Unlinked>>,
     next_exchange: u64,
 }
+
+#[derive(Debug)]
+struct Unlinked {
+    ended: Arc<AtomicBool>,
+    settled: Arc<Settled>,
+}
+
+/// Set (and announced to its own waiters only) when an exchange settles.
+#[derive(Debug, Default)]
+struct Settled {
+    done: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+/// At most this many predecessors are waited for: the most recent ones.
+/// An agent's next request extends one of its latest answers; only a flood
+/// of parallel requests in one execution reaches it, and then ordering is
+/// best effort (readers resolve inherited inputs whatever the order).
+const MAX_PREDECESSORS: usize = 64;
 
 #[derive(Debug, Default)]
 pub struct ConversationTracker {
     state: Mutex<State>,
     changed: Condvar,
-    /// The same signal for async waiters.
-    settled: tokio::sync::Notify,
 }
 
 /// Held by an exchange from its arrival until it has linked and its record
@@ -123,8 +140,10 @@ pub struct PendingLink {
     id: u64,
     /// Set when this exchange's response has ended.
     ended: Arc<AtomicBool>,
-    /// Exchanges whose responses had ended when this one arrived, not yet linked.
-    predecessors: Vec<u64>,
+    settled: Arc<Settled>,
+    /// Exchanges whose responses had ended when this one arrived, not yet
+    /// settled (the latest `MAX_PREDECESSORS`).
+    predecessors: Vec<Arc<Settled>>,
 }
 
 impl PendingLink {
@@ -137,7 +156,8 @@ impl PendingLink {
 
 impl Drop for PendingLink {
     fn drop(&mut self) {
-        self.tracker.settle(&self.execution_id, self.id);
+        self.tracker
+            .settle(&self.execution_id, self.id, &self.settled);
     }
 }
 
@@ -152,23 +172,36 @@ impl ConversationTracker {
         let id = s.next_exchange;
         s.next_exchange += 1;
         let ended = Arc::new(AtomicBool::new(false));
+        let settled = Arc::new(Settled::default());
         let others = s.unlinked.entry(execution_id.to_owned()).or_default();
-        let predecessors = others
+        let mut ended_before: Vec<(u64, &Arc<Settled>)> = others
             .iter()
-            .filter(|(_, e)| e.load(Ordering::Acquire))
-            .map(|(id, _)| *id)
+            .filter(|(_, u)| u.ended.load(Ordering::Acquire))
+            .map(|(id, u)| (*id, &u.settled))
             .collect();
-        others.insert(id, ended.clone());
+        if ended_before.len() > MAX_PREDECESSORS {
+            ended_before.select_nth_unstable_by_key(MAX_PREDECESSORS, |(id, _)| u64::MAX - id);
+            ended_before.truncate(MAX_PREDECESSORS);
+        }
+        let predecessors = ended_before.into_iter().map(|(_, s)| s.clone()).collect();
+        others.insert(
+            id,
+            Unlinked {
+                ended: ended.clone(),
+                settled: settled.clone(),
+            },
+        );
         PendingLink {
             tracker: self.clone(),
             execution_id: execution_id.to_owned(),
             id,
             ended,
+            settled,
             predecessors,
         }
     }
 
-    fn settle(&self, execution_id: &str, id: u64) {
+    fn settle(&self, execution_id: &str, id: u64, settled: &Settled) {
         let mut s = self.lock();
         if let Some(others) = s.unlinked.get_mut(execution_id) {
             others.remove(&id);
@@ -176,34 +209,28 @@ impl ConversationTracker {
                 s.unlinked.remove(execution_id);
             }
         }
+        settled.done.store(true, Ordering::Release);
         drop(s);
         self.changed.notify_all();
-        self.settled.notify_waiters();
-    }
-
-    fn predecessors_pending(&self, pending: &PendingLink) -> bool {
-        self.lock()
-            .unlinked
-            .get(&pending.execution_id)
-            .is_some_and(|others| pending.predecessors.iter().any(|p| others.contains_key(p)))
+        settled.notify.notify_waiters();
     }
 
     /// `await_predecessors` for async code: the capture task waits here,
     /// before its record is built, so no recording thread is held waiting.
+    /// Each predecessor wakes only its own waiters.
     pub async fn predecessors_settled(&self, pending: &PendingLink, wait: Duration) {
-        if pending.predecessors.is_empty() {
-            return;
-        }
         let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.settled.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if !self.predecessors_pending(pending) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
+        for p in &pending.predecessors {
+            loop {
+                let notified = p.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if p.done.load(Ordering::Acquire) {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    return;
+                }
             }
         }
     }
@@ -218,10 +245,10 @@ impl ConversationTracker {
         let deadline = Instant::now() + wait;
         let mut s = self.lock();
         loop {
-            let waiting = s
-                .unlinked
-                .get(&pending.execution_id)
-                .is_some_and(|others| pending.predecessors.iter().any(|p| others.contains_key(p)));
+            let waiting = pending
+                .predecessors
+                .iter()
+                .any(|p| !p.done.load(Ordering::Acquire));
             let now = Instant::now();
             if !waiting || now >= deadline {
                 return;
@@ -529,6 +556,39 @@ mod tests {
         let independent = t.arrive("e");
         t.await_predecessors(&independent, Duration::from_secs(30));
         drop((streaming, independent));
+    }
+
+    #[tokio::test]
+    async fn capture_tasks_wait_for_the_latest_ended_exchanges_only() {
+        let t = Arc::new(ConversationTracker::new());
+        let earlier: Vec<PendingLink> = (0..MAX_PREDECESSORS + 10)
+            .map(|_| {
+                let p = t.arrive("e");
+                p.response_ended().store(true, Ordering::Release);
+                p
+            })
+            .collect();
+        let next = t.arrive("e");
+        assert_eq!(next.predecessors.len(), MAX_PREDECESSORS, "bounded");
+        let waiting = {
+            let t = t.clone();
+            tokio::spawn(async move {
+                t.predecessors_settled(&next, Duration::from_secs(60)).await;
+                next
+            })
+        };
+        // The oldest ten are not among those waited for: settling only the
+        // latest lets the next one go.
+        let mut earlier = earlier;
+        let oldest: Vec<PendingLink> = earlier.drain(..10).collect();
+        drop(earlier);
+        let next = waiting.await.unwrap();
+        assert!(
+            next.predecessors
+                .iter()
+                .all(|p| p.done.load(Ordering::Acquire))
+        );
+        drop(oldest);
     }
 
     #[test]
