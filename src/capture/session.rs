@@ -140,14 +140,15 @@ fn spawn(
                 .unwrap_or_else(|_| BodyCapture::empty(BodyEnd::Dropped)),
             None => BodyCapture::empty(BodyEnd::Complete),
         };
-        let fallback = exchange::Built::minimal(&meta);
+        // Boxed: the task's future stays small while it waits.
+        let fallback = Box::new(exchange::Built::minimal(&meta));
         let mut linking = linking;
         if let Some(pending) = &linking.pending {
             let tracker = linking.tracker.clone();
             tracker.predecessors_settled(pending, super::linking::CALL_WAIT).await;
             linking.awaited = true;
         }
-        let built = match pool.run(move || exchange::build(meta, request, outcome, linking)).await {
+        let built = match pool.run(move || Box::new(exchange::build(meta, request, outcome, linking))).await {
             Ok(mut b) => {
                 b.interaction.websocket = websocket;
                 b
@@ -172,8 +173,13 @@ fn spawn(
         for issue in &built.interaction.capture_issues {
             metrics.capture_error(&issue.kind);
         }
-        journal.append_interaction(built.interaction, built.blobs).await;
-        drop(built.linked);
+        let exchange::Built {
+            interaction,
+            blobs,
+            linked,
+        } = *built;
+        journal.append_interaction(interaction, blobs).await;
+        drop(linked);
         drop(admission);
     });
     CaptureHandle {

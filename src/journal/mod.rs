@@ -34,8 +34,10 @@ pub use append::{blob_refs, interaction_blob_refs};
 pub use schema::Durability;
 use writer::{Command, Writer, WriterSetup};
 
-/// Records waiting for the writer, at most.
-const QUEUE_DEPTH: usize = 4096;
+/// Records waiting for the writer, at most: two full commit batches.
+/// Behind it, capture tasks wait (each holding a backlog place), and behind
+/// those, new requests (`capture::pool::MAX_BACKLOG`).
+const QUEUE_DEPTH: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -270,7 +272,8 @@ impl Journal {
                 .await
                 .map(drop),
             Durability::Batched => {
-                self.append(Payload::Execution(execution), Vec::new()).await;
+                self.append(Box::new(Payload::Execution(execution)), Vec::new())
+                    .await;
                 Ok(())
             }
         }
@@ -288,12 +291,22 @@ impl Journal {
                     tracing::error!(error = %e, "could not record the end of an execution");
                 }
             }
-            Durability::Batched => self.append(Payload::ExecutionEnd(end), Vec::new()).await,
+            Durability::Batched => {
+                self.append(Box::new(Payload::ExecutionEnd(end)), Vec::new())
+                    .await
+            }
         }
     }
 
-    pub async fn append_interaction(&self, interaction: Interaction, blobs: Vec<Blob>) {
-        self.append(Payload::Interaction(interaction), blobs).await;
+    /// Not an `async fn`: the record is boxed before the future exists, so
+    /// a task awaiting it does not carry the record inline (3 KB) while the
+    /// queue is full.
+    pub fn append_interaction(
+        &self,
+        interaction: Interaction,
+        blobs: Vec<Blob>,
+    ) -> impl std::future::Future<Output = ()> + '_ {
+        self.append(Box::new(Payload::Interaction(interaction)), blobs)
     }
 
     /// Appends and waits until the entry is committed (fsynced in write-ahead mode).
@@ -318,9 +331,9 @@ impl Journal {
         }
     }
 
-    async fn append(&self, payload: Payload, blobs: Vec<Blob>) {
+    async fn append(&self, payload: Box<Payload>, blobs: Vec<Blob>) {
         let cmd = Command::Append {
-            payload: Box::new(payload),
+            payload,
             blobs,
             ack: None,
         };

@@ -13,7 +13,8 @@
 //! is behind one std mutex, held only for map updates, never across await.
 //! Losing state (eviction, restart) only loses links, never records.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -174,16 +175,21 @@ impl ConversationTracker {
         let ended = Arc::new(AtomicBool::new(false));
         let settled = Arc::new(Settled::default());
         let others = s.unlinked.entry(execution_id.to_owned()).or_default();
-        let mut ended_before: Vec<(u64, &Arc<Settled>)> = others
-            .iter()
-            .filter(|(_, u)| u.ended.load(Ordering::Acquire))
-            .map(|(id, u)| (*id, &u.settled))
-            .collect();
-        if ended_before.len() > MAX_PREDECESSORS {
-            ended_before.select_nth_unstable_by_key(MAX_PREDECESSORS, |(id, _)| u64::MAX - id);
-            ended_before.truncate(MAX_PREDECESSORS);
+        // The latest MAX_PREDECESSORS ended ones, without a list of all of
+        // them: under load thousands may be waiting for their records.
+        let mut latest: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(MAX_PREDECESSORS + 1);
+        for (id, u) in others.iter() {
+            if u.ended.load(Ordering::Acquire) {
+                latest.push(Reverse(*id));
+                if latest.len() > MAX_PREDECESSORS {
+                    latest.pop();
+                }
+            }
         }
-        let predecessors = ended_before.into_iter().map(|(_, s)| s.clone()).collect();
+        let predecessors = latest
+            .into_iter()
+            .filter_map(|Reverse(id)| others.get(&id).map(|u| u.settled.clone()))
+            .collect();
         others.insert(
             id,
             Unlinked {
