@@ -98,10 +98,16 @@ struct State {
     conversations: HashMap<String, Conversation>,
     calls: HashMap<(String, String), CallInfo>,
     call_order: VecDeque<(String, String)>,
-    /// Exchanges per execution that have yet to link, each with a flag set
-    /// once its response ended (from then on a later request may extend it).
+}
+
+/// Exchanges per execution that have yet to settle, each with a flag set
+/// once its response ended (from then on a later request may extend it).
+/// Behind its own lock, held only briefly: every request takes it on its
+/// way upstream, and must not wait behind a record being linked.
+#[derive(Debug, Default)]
+struct Exchanges {
     unlinked: HashMap<String, HashMap<u64, Unlinked>>,
-    next_exchange: u64,
+    next: u64,
 }
 
 #[derive(Debug)]
@@ -127,6 +133,7 @@ const MAX_PREDECESSORS: usize = 64;
 pub struct ConversationTracker {
     state: Mutex<State>,
     changed: Condvar,
+    exchanges: Mutex<Exchanges>,
 }
 
 /// Held by an exchange from its arrival until it has linked and its record
@@ -169,9 +176,9 @@ impl ConversationTracker {
 
     /// Notes an exchange that will link later; drop the token once it has.
     pub fn arrive(self: &Arc<Self>, execution_id: &str) -> PendingLink {
-        let mut s = self.lock();
-        let id = s.next_exchange;
-        s.next_exchange += 1;
+        let mut s = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
+        let id = s.next;
+        s.next += 1;
         let ended = Arc::new(AtomicBool::new(false));
         let settled = Arc::new(Settled::default());
         let others = s.unlinked.entry(execution_id.to_owned()).or_default();
@@ -208,7 +215,7 @@ impl ConversationTracker {
     }
 
     fn settle(&self, execution_id: &str, id: u64, settled: &Settled) {
-        let mut s = self.lock();
+        let mut s = self.exchanges.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(others) = s.unlinked.get_mut(execution_id) {
             others.remove(&id);
             if others.is_empty() {
@@ -217,6 +224,9 @@ impl ConversationTracker {
         }
         settled.done.store(true, Ordering::Release);
         drop(s);
+        // Waiters check under the state lock: taking it here means none is
+        // between its check and its wait when the signal goes out.
+        drop(self.lock());
         self.changed.notify_all();
         settled.notify.notify_waiters();
     }
@@ -316,7 +326,13 @@ impl ConversationTracker {
                         .map(|c| ((*id).to_owned(), c.clone()))
                 })
                 .collect();
-            let others_pending = s.unlinked.get(execution_id).is_some_and(|o| !o.is_empty());
+            let others_pending = self
+                .exchanges
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .unlinked
+                .get(execution_id)
+                .is_some_and(|o| !o.is_empty());
             let now = Instant::now();
             if found.len() == call_ids.len() || !others_pending || now >= deadline {
                 return found;
