@@ -123,6 +123,10 @@ struct Settled {
     notify: tokio::sync::Notify,
 }
 
+/// How often a thread waiting on `changed` re-checks (a settle may signal
+/// between its check and its wait).
+const RECHECK: Duration = Duration::from_millis(5);
+
 /// At most this many predecessors are waited for: the most recent ones.
 /// An agent's next request extends one of its latest answers; only a flood
 /// of parallel requests in one execution reaches it, and then ordering is
@@ -224,9 +228,9 @@ impl ConversationTracker {
         }
         settled.done.store(true, Ordering::Release);
         drop(s);
-        // Waiters check under the state lock: taking it here means none is
-        // between its check and its wait when the signal goes out.
-        drop(self.lock());
+        // Not taking the state lock (linking may hold it on a lower-priority
+        // thread, and this runs on the runtime): a thread waiting on
+        // `changed` may miss this signal, so those waits re-check often.
         self.changed.notify_all();
         settled.notify.notify_waiters();
     }
@@ -271,7 +275,7 @@ impl ConversationTracker {
             }
             s = self
                 .changed
-                .wait_timeout(s, deadline - now)
+                .wait_timeout(s, (deadline - now).min(RECHECK))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -339,7 +343,7 @@ impl ConversationTracker {
             }
             s = self
                 .changed
-                .wait_timeout(s, deadline - now)
+                .wait_timeout(s, (deadline - now).min(RECHECK))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
