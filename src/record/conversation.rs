@@ -13,8 +13,7 @@
 //! is behind one std mutex, held only for map updates, never across await.
 //! Losing state (eviction, restart) only loses links, never records.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -106,7 +105,10 @@ struct State {
 /// way upstream, and must not wait behind a record being linked.
 #[derive(Debug, Default)]
 struct Exchanges {
-    unlinked: HashMap<String, HashMap<u64, Unlinked>>,
+    /// By arrival order, so the latest ended ones are found from the end
+    /// without looking at all of them (under load thousands wait for their
+    /// records).
+    unlinked: HashMap<String, BTreeMap<u64, Unlinked>>,
     next: u64,
 }
 
@@ -186,20 +188,12 @@ impl ConversationTracker {
         let ended = Arc::new(AtomicBool::new(false));
         let settled = Arc::new(Settled::default());
         let others = s.unlinked.entry(execution_id.to_owned()).or_default();
-        // The latest MAX_PREDECESSORS ended ones, without a list of all of
-        // them: under load thousands may be waiting for their records.
-        let mut latest: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(MAX_PREDECESSORS + 1);
-        for (id, u) in others.iter() {
-            if u.ended.load(Ordering::Acquire) {
-                latest.push(Reverse(*id));
-                if latest.len() > MAX_PREDECESSORS {
-                    latest.pop();
-                }
-            }
-        }
-        let predecessors = latest
-            .into_iter()
-            .filter_map(|Reverse(id)| others.get(&id).map(|u| u.settled.clone()))
+        let predecessors = others
+            .values()
+            .rev()
+            .filter(|u| u.ended.load(Ordering::Acquire))
+            .take(MAX_PREDECESSORS)
+            .map(|u| u.settled.clone())
             .collect();
         others.insert(
             id,
