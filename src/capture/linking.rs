@@ -18,19 +18,18 @@ use crate::record::{
 use super::api;
 use super::context::{self, ContextRule};
 
-/// How long a result waits for its call to be registered by an exchange
-/// still being built. Only records wait, never traffic.
+/// How long a capture task waits for the exchanges its request may build on
+/// to settle. Only records wait, never traffic.
 pub const CALL_WAIT: Duration = Duration::from_secs(2);
 
 /// What an exchange needs to link itself.
 pub struct Linking {
     pub tracker: Arc<ConversationTracker>,
     pub rules: Arc<[ContextRule]>,
-    /// This exchange's place among those still to link; released once it has.
+    /// This exchange's place among those still to link, whose predecessors
+    /// the caller has already waited for
+    /// (`ConversationTracker::predecessors_settled`, in the capture task).
     pub pending: Option<PendingLink>,
-    /// The capture task already waited for this exchange's predecessors
-    /// (`ConversationTracker::predecessors_settled`).
-    pub awaited: bool,
 }
 
 /// Links `it`, whose request messages are `messages` (provider-native);
@@ -58,11 +57,6 @@ pub fn link(
             context: context::target(&linking.rules, &c.name, &c.arguments),
         })
         .collect();
-    if let Some(pending) = &linking.pending
-        && !linking.awaited
-    {
-        linking.tracker.await_predecessors(pending, CALL_WAIT);
-    }
     let linked = linking.tracker.link(&TurnInput {
         execution_id: &it.execution_id,
         interaction_id: &it.id,
@@ -100,14 +94,11 @@ pub fn link(
         .collect();
     if !results.is_empty() {
         let ids: Vec<&str> = results.iter().map(|(id, _, _)| *id).collect();
-        // Once this exchange's predecessors have settled, every call the
-        // agent could have seen is registered: nothing more to wait for.
-        let wait = if linking.awaited {
-            Duration::ZERO
-        } else {
-            CALL_WAIT
-        };
-        let known = linking.tracker.calls(&it.execution_id, &ids, wait);
+        // This exchange's predecessors have settled, so every call the agent
+        // could have seen is registered: nothing more to wait for.
+        let known = linking
+            .tracker
+            .calls(&it.execution_id, &ids, Duration::ZERO);
         for (id, text, is_error) in results {
             let result_digest = digest_of(text.as_bytes());
             let size = text.len() as u64;

@@ -7,7 +7,7 @@
 //! waits. With the recording threads niced, the kernel runs forwarding first.
 //!
 //! Guarantees and bounds: jobs run in the order queued; the queue holds at
-//! most `QUEUE` jobs and `admit` at most `MAX_BACKLOG` exchanges between
+//! most `QUEUE` jobs and `Backlog::admit` at most `MAX_BACKLOG` exchanges between
 //! their arrival and their record being queued for the journal, so when
 //! recording falls behind, new requests wait for a place instead of the
 //! backlog growing without bound (nothing is dropped). A job that panics
@@ -29,7 +29,24 @@ type Job = Box<dyn FnOnce() + Send>;
 
 pub struct RecordPool {
     jobs: mpsc::Sender<Job>,
-    backlog: Arc<Semaphore>,
+}
+
+/// Places for exchanges between their arrival and their record being
+/// queued for the journal (`MAX_BACKLOG`).
+#[derive(Clone)]
+pub struct Backlog(Arc<Semaphore>);
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Self(Arc::new(Semaphore::new(MAX_BACKLOG)))
+    }
+}
+
+impl Backlog {
+    /// A place for one exchange until its record is queued for the journal.
+    pub async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.clone().acquire_owned().await.ok()
+    }
 }
 
 impl RecordPool {
@@ -44,7 +61,8 @@ impl RecordPool {
                 .spawn(move || {
                     crate::priority::lower_this_thread();
                     loop {
-                        // The lock is held only to take one job.
+                        // One idle thread at a time waits for the next job;
+                        // the lock is released before the job runs.
                         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
                         match job {
                             Some(job) => job(),
@@ -53,15 +71,7 @@ impl RecordPool {
                     }
                 })?;
         }
-        Ok(Self {
-            jobs,
-            backlog: Arc::new(Semaphore::new(MAX_BACKLOG)),
-        })
-    }
-
-    /// A place for one exchange until its record is queued for the journal.
-    pub async fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.backlog.clone().acquire_owned().await.ok()
+        Ok(Self { jobs })
     }
 
     /// Runs `f` on a recording thread and waits for its result; `Err` with
@@ -106,15 +116,15 @@ mod tests {
 
     #[tokio::test]
     async fn admission_is_bounded_and_released() {
-        let pool = RecordPool::new("test", 1).unwrap();
+        let backlog = Backlog::default();
         let mut held = Vec::new();
         for _ in 0..MAX_BACKLOG {
-            held.push(pool.admit().await.unwrap());
+            held.push(backlog.admit().await.unwrap());
         }
-        assert!(pool.backlog.clone().try_acquire_owned().is_err(), "full");
+        assert!(backlog.0.clone().try_acquire_owned().is_err(), "full");
         let waiting = tokio::spawn({
-            let backlog = pool.backlog.clone();
-            async move { backlog.acquire_owned().await.is_ok() }
+            let backlog = backlog.clone();
+            async move { backlog.admit().await.is_some() }
         });
         held.pop();
         let admitted = tokio::time::timeout(std::time::Duration::from_secs(60), waiting).await;

@@ -20,7 +20,7 @@ use super::body::{BodyCapture, BodyEnd};
 use super::context::ContextRule;
 use super::exchange::{self, Outcome, RequestMeta, ResponseHead};
 use super::linking::Linking;
-use super::pool::RecordPool;
+use super::pool::{Backlog, RecordPool};
 use crate::record::conversation::ConversationTracker;
 
 /// What the proxy reports about the upstream side.
@@ -67,6 +67,7 @@ pub struct Recorder {
     pub context_rules: Arc<[ContextRule]>,
     pub tasks: tokio_util::task::TaskTracker,
     pub pool: Arc<RecordPool>,
+    pub backlog: Backlog,
 }
 
 /// Starts the capture task for one exchange.
@@ -102,7 +103,6 @@ fn spawn(
         tracker: recorder.conversations.clone(),
         rules: recorder.context_rules.clone(),
         pending: Some(pending),
-        awaited: false,
     };
     let journal = recorder.journal.clone();
     let metrics = recorder.metrics.clone();
@@ -142,11 +142,8 @@ fn spawn(
         };
         // Boxed: the task's future stays small while it waits.
         let fallback = Box::new(exchange::Built::minimal(&meta));
-        let mut linking = linking;
         if let Some(pending) = &linking.pending {
-            let tracker = linking.tracker.clone();
-            tracker.predecessors_settled(pending, super::linking::CALL_WAIT).await;
-            linking.awaited = true;
+            linking.tracker.predecessors_settled(pending, super::linking::CALL_WAIT).await;
         }
         let built = match pool.run(move || Box::new(exchange::build(meta, request, outcome, linking))).await {
             Ok(mut b) => {

@@ -155,7 +155,7 @@ pub async fn handle(
     let start = SystemTime::now();
     let start_instant = Instant::now();
     // Waits only when recording has fallen MAX_BACKLOG exchanges behind.
-    let admission = state.recorder.pool.admit().await.map(Arc::new);
+    let admission = state.recorder.backlog.admit().await.map(Arc::new);
     let mut guard = RequestGuard::new(&state.recorder.metrics);
     let (mut parts, body) = req.into_parts();
 

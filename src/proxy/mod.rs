@@ -137,6 +137,7 @@ impl Server {
                 context_rules: config.context_rules.into(),
                 tasks,
                 pool: Arc::new(record_pool()?),
+                backlog: Default::default(),
             },
             executions: ExecutionRegistry::new(config.execution, fingerprinter),
             capture_max_body: config.capture_max_body,
