@@ -9,6 +9,7 @@
 //! partial successes are counted and logged, not retried.
 
 mod attrs;
+mod batch;
 pub mod config;
 mod connection_spans;
 pub mod content;
@@ -19,33 +20,22 @@ pub mod source;
 pub mod spans;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message as _;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::capture::mcp::link::link_tool_calls;
 use crate::capture::pool::RecordPool;
+use crate::journal::tail::Tail;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::Metrics;
-use crate::record::{Execution, journal_entry::Payload};
 
 use config::ExportConfig;
 use otlp::{Failure, Transport};
-use source::{Row, Source};
+use source::Source;
 use spans::Policy;
-
-/// Stay well under the collectors' default 4 MiB request limit.
-const MAX_BATCH_BYTES: usize = 3 * 1024 * 1024;
-const MAX_BATCH_SPANS: usize = 512;
-const ROWS_PER_READ: usize = 256;
-/// How far back an MCP tools/call looks for the model call it served.
-const LINK_WINDOW: usize = 500;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -80,8 +70,10 @@ impl Exporter {
         let transport = Transport::new(otlp)?;
         let source = Source::open(journal.path())?;
         let (drain, drain_rx) = watch::channel(None);
+        journal.tail().follow();
         let run = Run {
             source: Arc::new(Mutex::new(source)),
+            tail: journal.tail().clone(),
             pool: RecordPool::new("sidetrace-export", 1).map_err(ExportError::Thread)?,
             transport,
             policy: Policy {
@@ -139,6 +131,8 @@ fn resource(config: &ExportConfig, journal_id: &str) -> Resource {
 
 struct Run {
     source: Arc<Mutex<Source>>,
+    /// What this process committed lately, so export need not read it back.
+    tail: Arc<Tail>,
     /// Builds and cursor saves run here, below forwarding's priority.
     pool: RecordPool,
     transport: Transport,
@@ -147,15 +141,6 @@ struct Run {
     metrics: Arc<Metrics>,
     commits: watch::Receiver<u64>,
     drain: watch::Receiver<Option<Instant>>,
-}
-
-/// What one pass over the journal produced.
-struct Batch {
-    spans: Vec<Span>,
-    /// The cursor after this batch is accepted.
-    last_seq: u64,
-    lag_entries: u64,
-    lag_seconds: f64,
 }
 
 impl Run {
@@ -195,11 +180,12 @@ impl Run {
         let mut failures = 0u32;
         loop {
             let built = {
-                let (source, policy) = (self.source.clone(), self.policy);
+                let (source, tail, policy) = (self.source.clone(), self.tail.clone(), self.policy);
+                let resource = self.resource.clone();
                 self.pool
                     .run(move || {
                         let src = source.lock().unwrap_or_else(|p| p.into_inner());
-                        build(&src, &policy)
+                        batch::build(&src, &tail, &policy).map(|b| b.encode(&resource))
                     })
                     .await
             };
@@ -229,25 +215,10 @@ impl Run {
                 self.wait_for_commits().await;
                 continue;
             }
-            if !batch.spans.is_empty() {
-                let count = batch.spans.len() as u64;
-                let request = ExportTraceServiceRequest {
-                    resource_spans: vec![ResourceSpans {
-                        resource: Some((*self.resource).clone()),
-                        scope_spans: vec![ScopeSpans {
-                            scope: Some(InstrumentationScope {
-                                name: "sidetrace".into(),
-                                version: env!("CARGO_PKG_VERSION").into(),
-                                ..Default::default()
-                            }),
-                            spans: batch.spans,
-                            schema_url: String::new(),
-                        }],
-                        schema_url: String::new(),
-                    }],
-                };
+            if let Some(request) = &batch.request {
+                let count = batch.spans;
                 loop {
-                    match self.transport.send(request.clone()).await {
+                    match self.transport.send(request).await {
                         Ok(accepted) => {
                             if failures > 0 {
                                 tracing::info!(
@@ -343,133 +314,4 @@ fn backoff(failures: u32) -> Duration {
         .saturating_mul(1 << failures.min(16))
         .min(BACKOFF_MAX);
     exp.mul_f64(0.5 + rand::random::<f64>() * 0.5)
-}
-
-/// Reads entries after the cursor and turns them into one batch of spans.
-fn build(src: &Source, policy: &Policy) -> Result<Batch, JournalError> {
-    let _snapshot = src.snapshot()?;
-    let cursor = src.cursor();
-    let last = src.last_seq()?;
-    let mut batch = Batch {
-        spans: Vec::new(),
-        last_seq: cursor,
-        lag_entries: last.saturating_sub(cursor),
-        lag_seconds: match src.recorded_at_us(cursor + 1)? {
-            Some(us) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_micros() as i64;
-                ((now - us).max(0) as f64) / 1e6
-            }
-            None => 0.0,
-        },
-    };
-    let mut bytes = 0usize;
-    for row in src.after(cursor, ROWS_PER_READ)? {
-        let spans = spans_for(src, &row, policy)?;
-        let size: usize = spans.iter().map(|s| s.encoded_len() + 16).sum();
-        if !batch.spans.is_empty()
-            && (bytes + size > MAX_BATCH_BYTES || batch.spans.len() + spans.len() > MAX_BATCH_SPANS)
-        {
-            break;
-        }
-        bytes += size;
-        batch.spans.extend(spans);
-        batch.last_seq = row.seq;
-    }
-    Ok(batch)
-}
-
-/// The spans one journal entry gives rise to.
-fn spans_for(src: &Source, row: &Row, policy: &Policy) -> Result<Vec<Span>, JournalError> {
-    let Some(payload) = row.entry.as_ref().and_then(|e| e.payload.as_ref()) else {
-        return Ok(Vec::new());
-    };
-    let segment = |execution_id: &str| -> Result<(u64, Execution), JournalError> {
-        Ok(src.execution_at(execution_id, row.seq)?.unwrap_or_else(|| {
-            (
-                0,
-                Execution {
-                    id: execution_id.to_owned(),
-                    ..Default::default()
-                },
-            )
-        }))
-    };
-    let mut load = |d: &str| src.blob(d);
-    Ok(match payload {
-        Payload::Interaction(it) if it.mcp.is_some() => {
-            let (seq, execution) = segment(&it.execution_id)?;
-            let trace = spans::trace_of(&execution, seq);
-            let m = it.mcp.as_ref().expect("matched");
-            let link = if m.method == "tools/call" {
-                let recent = src.interactions_before(&it.execution_id, row.seq, LINK_WINDOW)?;
-                link_tool_calls(&recent)
-                    .into_iter()
-                    .find(|l| l.mcp_interaction_id == it.id)
-            } else {
-                None
-            };
-            mcp_spans::mcp(&trace, it, m, link.as_ref(), policy, &mut load)
-                .into_iter()
-                .collect()
-        }
-        Payload::Interaction(it)
-            if it.api == crate::record::Api::Tunnel as i32
-                || it.api == crate::record::Api::Websocket as i32 =>
-        {
-            let (seq, execution) = segment(&it.execution_id)?;
-            let trace = spans::trace_of(&execution, seq);
-            connection_spans::connection(&trace, it)
-                .into_iter()
-                .collect()
-        }
-        Payload::Interaction(it) => {
-            let (seq, execution) = segment(&it.execution_id)?;
-            let trace = spans::trace_of(&execution, seq);
-            let whole;
-            let it = if policy.content == config::ContentMode::Full
-                && it.inherited_input_count > 0
-                && let Some(inputs) = src.whole_inputs(it)
-            {
-                let mut resolved = it.clone();
-                resolved.input_messages = inputs.as_ref().clone();
-                resolved.inherited_input_count = 0;
-                whole = resolved;
-                &whole
-            } else {
-                it
-            };
-            let mut out = vec![spans::chat(&trace, it, policy, &mut load)];
-            for result in &it.tool_results {
-                let call = match src.interaction(&result.call_interaction_id)? {
-                    Some(caller) => caller
-                        .tool_calls
-                        .into_iter()
-                        .find(|c| c.id == result.call_id),
-                    None => None,
-                };
-                let text = spans::result_text(it, &result.call_id, &mut load);
-                out.push(spans::tool(
-                    &trace,
-                    it,
-                    result,
-                    call.as_ref(),
-                    text.as_deref(),
-                    policy,
-                ));
-            }
-            out
-        }
-        Payload::ExecutionEnd(end) => {
-            let (seq, execution) = segment(&end.execution_id)?;
-            vec![spans::root(
-                &spans::trace_of(&execution, seq),
-                &execution,
-                end,
-            )]
-        }
-        _ => Vec::new(),
-    })
 }

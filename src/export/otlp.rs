@@ -16,12 +16,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::Channel;
 
@@ -58,7 +55,7 @@ type Metadata = (
 );
 
 pub struct Grpc {
-    client: TraceServiceClient<Channel>,
+    client: tonic::client::Grpc<Channel>,
     headers: Vec<Metadata>,
     timeout: Duration,
 }
@@ -102,7 +99,7 @@ impl Transport {
                     .map_err(|e| bad(e.to_string()))?
                     .timeout(cfg.timeout)
                     .connect_with_connector_lazy(connector);
-                let mut client = TraceServiceClient::new(channel);
+                let mut client = tonic::client::Grpc::new(channel);
                 if cfg.gzip {
                     client = client
                         .send_compressed(CompressionEncoding::Gzip)
@@ -154,7 +151,8 @@ impl Transport {
         })
     }
 
-    pub async fn send(&mut self, request: ExportTraceServiceRequest) -> Result<Accepted, Failure> {
+    /// Sends one encoded `ExportTraceServiceRequest`.
+    pub async fn send(&mut self, request: &Bytes) -> Result<Accepted, Failure> {
         match self {
             Self::Grpc(g) => g.send(request).await,
             Self::Http(h) => h.send(request).await,
@@ -162,24 +160,67 @@ impl Transport {
     }
 }
 
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 impl Grpc {
-    async fn send(&mut self, request: ExportTraceServiceRequest) -> Result<Accepted, Failure> {
-        let mut req = tonic::Request::new(request);
+    async fn send(&mut self, request: &Bytes) -> Result<Accepted, Failure> {
+        let mut req = tonic::Request::new(request.clone());
         req.set_timeout(self.timeout);
         for (k, v) in &self.headers {
             req.metadata_mut().insert(k.clone(), v.clone());
         }
-        match self.client.export(req).await {
+        if let Err(e) = self.client.ready().await {
+            return Err(retry(None, format!("cannot reach the collector: {e}")));
+        }
+        let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+        match self.client.unary(req, path, EncodedCodec).await {
             Ok(resp) => Ok(accepted(resp.into_inner())),
             Err(status) => Err(grpc_failure(&status)),
         }
     }
 }
 
+/// The export request goes out as the bytes it was encoded to once (a
+/// retry sends the same bytes); the answer is decoded as usual.
+#[derive(Clone, Copy)]
+struct EncodedCodec;
+
+impl tonic::codec::Codec for EncodedCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = EncodedCodec;
+    type Decoder = EncodedCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl Encoder for EncodedCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for EncodedCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        ExportTraceServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("bad ExportTraceServiceResponse: {e}")))
+    }
+}
+
 impl Http {
-    async fn send(&mut self, request: ExportTraceServiceRequest) -> Result<Accepted, Failure> {
+    async fn send(&mut self, request: &Bytes) -> Result<Accepted, Failure> {
         let timeout = self.timeout;
-        let mut body = request.encode_to_vec();
+        let mut body = request.clone();
         let mut req = Request::post(self.uri.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .header(
@@ -192,11 +233,12 @@ impl Http {
                 .map_err(|e| Failure::Permanent(e.to_string()))?;
             body = enc
                 .finish()
-                .map_err(|e| Failure::Permanent(e.to_string()))?;
+                .map_err(|e| Failure::Permanent(e.to_string()))?
+                .into();
             req = req.header(header::CONTENT_ENCODING, "gzip");
         }
         let mut req = req
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| Failure::Permanent(e.to_string()))?;
         req.headers_mut().extend(self.headers.clone());
         let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {

@@ -9,6 +9,7 @@
 //! or store twice — never lose.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ use crate::record::{Execution, Interaction, JournalEntry, Message, journal_entry
 
 const CURSOR_KEY: &str = "export_cursor";
 const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
+/// Execution records kept for the spans of their interactions, at most.
+const EXECUTIONS_KEPT: usize = 1024;
 
 /// One journal row; `entry` is None for a pruned entry.
 pub struct Row {
@@ -35,6 +38,9 @@ pub struct Source {
     write: Connection,
     path: PathBuf,
     inputs: RefCell<InputResolver>,
+    /// Execution id → the latest opening record seen (its seq): every span
+    /// of an execution needs it, and export meets them in seq order.
+    executions: RefCell<HashMap<String, (u64, Arc<Execution>)>>,
     /// (in memory, as saved, when saved)
     cursor: Cell<u64>,
     saved: Cell<(u64, Instant)>,
@@ -52,6 +58,7 @@ impl Source {
             write: schema::open_existing(path)?,
             path: path.to_owned(),
             inputs: RefCell::default(),
+            executions: RefCell::default(),
             cursor: Cell::new(cursor),
             saved: Cell::new((cursor, Instant::now())),
         })
@@ -112,20 +119,49 @@ impl Source {
             .map_err(self.sq())
     }
 
-    pub fn recorded_at_us(&self, seq: u64) -> Result<Option<i64>, JournalError> {
-        self.read
-            .prepare_cached("SELECT recorded_at_us FROM entries WHERE seq = ?1")
-            .and_then(|mut s| s.query_row([seq as i64], |r| r.get(0)))
-            .optional()
-            .map_err(self.sq())
-    }
-
     /// The opening record of the execution segment `seq` belongs to.
     pub fn execution_at(
         &self,
         execution_id: &str,
         seq: u64,
-    ) -> Result<Option<(u64, Execution)>, JournalError> {
+    ) -> Result<Option<(u64, Arc<Execution>)>, JournalError> {
+        // Export passes every entry in order (`saw_execution`), so a record
+        // remembered from at or before `seq` is still the latest one.
+        if let Some((at, e)) = self.executions.borrow().get(execution_id)
+            && *at <= seq
+        {
+            return Ok(Some((*at, e.clone())));
+        }
+        let found = self.read_execution_at(execution_id, seq)?;
+        if let Some((at, e)) = &found {
+            self.remember_execution(*at, e.clone());
+        }
+        Ok(found)
+    }
+
+    /// Export passed the opening record of an execution segment.
+    pub fn saw_execution(&self, seq: u64, execution: &Execution) {
+        self.remember_execution(seq, Arc::new(execution.clone()));
+    }
+
+    fn remember_execution(&self, seq: u64, execution: Arc<Execution>) {
+        let mut kept = self.executions.borrow_mut();
+        if kept.len() >= EXECUTIONS_KEPT && !kept.contains_key(&execution.id) {
+            kept.clear();
+        }
+        match kept.get(&execution.id) {
+            Some((at, _)) if *at > seq => {}
+            _ => {
+                kept.insert(execution.id.clone(), (seq, execution));
+            }
+        }
+    }
+
+    fn read_execution_at(
+        &self,
+        execution_id: &str,
+        seq: u64,
+    ) -> Result<Option<(u64, Arc<Execution>)>, JournalError> {
         let row: Option<(i64, Vec<u8>)> = self
             .read
             .prepare_cached(
@@ -141,7 +177,7 @@ impl Source {
             .map_err(self.sq())?;
         Ok(row.and_then(
             |(s, b)| match JournalEntry::decode(b.as_slice()).ok()?.payload? {
-                Payload::Execution(e) => Some((s as u64, e)),
+                Payload::Execution(e) => Some((s as u64, Arc::new(e))),
                 _ => None,
             },
         ))

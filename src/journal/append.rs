@@ -44,13 +44,38 @@ impl<'t> Appender<'t> {
         })
     }
 
+    /// The last seq in the journal: when the transaction began, then as appended.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// `recorded_at` of the entries this transaction appends, in microseconds.
+    pub fn recorded_at_us(&self) -> i64 {
+        self.now_us
+    }
+
     /// Appends one entry (and the blobs it refers to); returns its seq.
     pub fn append(&mut self, payload: Payload, blobs: &[Blob]) -> rusqlite::Result<u64> {
-        let mut put_blob = self.tx.prepare_cached(
-            "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?1, ?2, ?3)",
-        )?;
-        for b in blobs {
-            put_blob.execute(params![b.digest, b.data.len() as i64, b.data])?;
+        self.append_entry(payload, blobs, |_| true)
+            .map(|(e, _)| e.seq)
+    }
+
+    /// Appends one entry, storing the blobs `store` picks (the caller knows
+    /// the others are stored already); returns the entry as written and its
+    /// encoded size.
+    pub fn append_entry(
+        &mut self,
+        payload: Payload,
+        blobs: &[Blob],
+        mut store: impl FnMut(&Blob) -> bool,
+    ) -> rusqlite::Result<(JournalEntry, usize)> {
+        if !blobs.is_empty() {
+            let mut put_blob = self.tx.prepare_cached(
+                "INSERT OR IGNORE INTO blobs (digest, size, data) VALUES (?1, ?2, ?3)",
+            )?;
+            for b in blobs.iter().filter(|b| store(b)) {
+                put_blob.execute(params![b.digest, b.data.len() as i64, b.data])?;
+            }
         }
         let seq = self.last_seq + 1;
         let (kind, execution_id, interaction_id) = describe(&payload);
@@ -79,11 +104,15 @@ impl<'t> Appender<'t> {
             ])?;
         self.last_seq = seq;
         self.head = hash;
-        Ok(seq)
+        Ok((entry, bytes.len()))
     }
 
     /// Appends a checkpoint signing everything up to the current head.
-    pub fn checkpoint(&mut self, key: &SigningKey, reason: &str) -> rusqlite::Result<u64> {
+    pub fn checkpoint(
+        &mut self,
+        key: &SigningKey,
+        reason: &str,
+    ) -> rusqlite::Result<(JournalEntry, usize)> {
         let c = chain::sign_checkpoint(
             key,
             &self.journal_id,
@@ -92,7 +121,7 @@ impl<'t> Appender<'t> {
             self.now,
             reason,
         );
-        self.append(Payload::Checkpoint(c), &[])
+        self.append_entry(Payload::Checkpoint(c), &[], |_| false)
     }
 }
 

@@ -12,9 +12,11 @@
 mod append;
 pub mod chain;
 pub mod keys;
+mod known_blobs;
 pub mod prune;
 pub mod reader;
 pub mod schema;
+pub mod tail;
 pub mod verify;
 mod writer;
 mod writers;
@@ -158,6 +160,7 @@ pub struct Journal {
     journal_id: Arc<str>,
     path: Arc<PathBuf>,
     commits: tokio::sync::watch::Receiver<u64>,
+    tail: Arc<tail::Tail>,
 }
 
 /// Waits for the writer thread to finish.
@@ -173,6 +176,7 @@ impl Journal {
     ) -> Result<(Self, WriterThread), JournalError> {
         let key = keys::load_or_create(&options.signing_key)?;
         let health = Arc::new(JournalHealth::default());
+        let tail = Arc::new(tail::Tail::default());
         let writer = Writer::open(
             WriterSetup {
                 path: options.path.clone(),
@@ -183,6 +187,7 @@ impl Journal {
             },
             metrics.clone(),
             health.clone(),
+            tail.clone(),
         )?;
         let journal_id: Arc<str> = writer.journal_id().into();
         let commits = writer.commits();
@@ -233,6 +238,7 @@ impl Journal {
                 journal_id,
                 path: Arc::new(options.path.clone()),
                 commits,
+                tail,
             },
             WriterThread(handle),
         ))
@@ -257,6 +263,11 @@ impl Journal {
     /// Changes whenever a batch is committed (to the last seq written).
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.clone()
+    }
+
+    /// What this process committed lately, for a follower (`tail`).
+    pub fn tail(&self) -> &Arc<tail::Tail> {
+        &self.tail
     }
 
     /// The per-journal key for credential fingerprints.

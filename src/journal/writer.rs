@@ -23,7 +23,9 @@ use crate::metrics::Metrics;
 use crate::record::{Blob, ChainBreak, Gap, Timestamp, journal_entry::Payload};
 
 use super::append::Appender;
+use super::known_blobs::KnownBlobs;
 use super::schema::{self, Durability};
+use super::tail::{Committed, Tail};
 use super::writers;
 use super::{JournalError, JournalHealth};
 
@@ -70,6 +72,13 @@ pub struct Writer {
     committed: tokio::sync::watch::Sender<u64>,
     /// This process's entry among the journal's writers.
     registration: Option<String>,
+    /// Blobs known to be stored (see `known_blobs`).
+    known: KnownBlobs,
+    /// The last seq this writer appended: another value at the head of the
+    /// chain means another process appended since.
+    last_own_seq: u64,
+    /// Committed entries for a follower in this process (the exporter).
+    tail: Arc<Tail>,
 }
 
 impl Writer {
@@ -78,6 +87,7 @@ impl Writer {
         setup: WriterSetup,
         metrics: Arc<Metrics>,
         health: Arc<JournalHealth>,
+        tail: Arc<Tail>,
     ) -> Result<Self, JournalError> {
         let mut w = Self {
             setup,
@@ -91,6 +101,9 @@ impl Writer {
             health,
             committed: tokio::sync::watch::Sender::new(0),
             registration: None,
+            known: KnownBlobs::default(),
+            last_own_seq: 0,
+            tail,
         };
         w.open_file()?;
         if w.pending_break.is_some() {
@@ -160,6 +173,7 @@ impl Writer {
         self.identity = file_identity(path);
         self.journal_id = journal_id;
         self.conn = Some(conn);
+        self.known.clear();
         Ok(())
     }
 
@@ -306,26 +320,63 @@ impl Writer {
         self.ensure_file()?;
         let key = &self.setup.key;
         let every = self.setup.checkpoint_every;
+        let follow = self.tail.is_followed();
+        let known = &mut self.known;
         let conn = self.conn.as_mut().expect("ensure_file opened it");
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| e.to_string())?;
         let mut seqs = Vec::with_capacity(records.len());
+        let mut committed = Vec::with_capacity(if follow { records.len() } else { 0 });
+        let mut stored = Vec::new();
         let mut since = self.since_checkpoint;
+        let last;
         {
             let mut a = Appender::begin(&tx, &self.journal_id).map_err(|e| e.to_string())?;
+            if a.last_seq() != self.last_own_seq {
+                // Someone else appended (prune deletes blobs): trust the table again.
+                known.clear();
+            }
+            let recorded_at_us = a.recorded_at_us();
+            let mut keep = |entry: crate::record::JournalEntry, size: usize, blobs: Vec<Blob>| {
+                if follow {
+                    let size = size + blobs.iter().map(|b| b.data.len()).sum::<usize>();
+                    committed.push(Committed {
+                        seq: entry.seq,
+                        recorded_at_us,
+                        entry,
+                        blobs,
+                        size,
+                    });
+                }
+            };
+            let err = |e: rusqlite::Error| e.to_string();
             if let Some(b) = &self.pending_break {
-                a.append(Payload::ChainBreak(b.clone()), &[])
-                    .map_err(|e| e.to_string())?;
+                let (entry, size) = a
+                    .append_entry(Payload::ChainBreak(b.clone()), &[], |_| false)
+                    .map_err(err)?;
+                keep(entry, size, Vec::new());
                 since += 1;
             }
             if let Some(g) = &self.pending_gap {
-                a.append(Payload::Gap(g.clone()), &[])
-                    .map_err(|e| e.to_string())?;
+                let (entry, size) = a
+                    .append_entry(Payload::Gap(g.clone()), &[], |_| false)
+                    .map_err(err)?;
+                keep(entry, size, Vec::new());
                 since += 1;
             }
             for (payload, blobs) in records {
-                seqs.push(a.append(payload, &blobs).map_err(|e| e.to_string())?);
+                let (entry, size) = a
+                    .append_entry(payload, &blobs, |b| {
+                        let new = !known.contains(&b.digest);
+                        if new {
+                            stored.push(b.digest.clone());
+                        }
+                        new
+                    })
+                    .map_err(err)?;
+                seqs.push(entry.seq);
+                keep(entry, size, blobs);
                 since += 1;
             }
             let reason = if since >= every {
@@ -334,16 +385,23 @@ impl Writer {
                 checkpoint.filter(|_| since > 0).map(str::to_owned)
             };
             if let Some(reason) = reason {
-                a.checkpoint(key, &reason).map_err(|e| e.to_string())?;
+                let (entry, size) = a.checkpoint(key, &reason).map_err(err)?;
+                keep(entry, size, Vec::new());
                 since = 0;
             }
+            last = a.last_seq();
         }
-        let last = seqs.last().copied();
         tx.commit().map_err(|e| e.to_string())?;
-        if let Some(last) = last {
-            self.committed.send_replace(last);
-        } else {
-            self.committed.send_modify(|_| {});
+        for d in &stored {
+            self.known.insert(d);
+        }
+        self.last_own_seq = last;
+        self.tail.push(committed);
+        match seqs.last() {
+            Some(&seq) => {
+                self.committed.send_replace(seq);
+            }
+            None => self.committed.send_modify(|_| {}),
         }
         self.since_checkpoint = since;
         self.pending_break = None;
@@ -372,3 +430,7 @@ fn file_identity(path: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
