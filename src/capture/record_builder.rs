@@ -37,7 +37,9 @@ impl<'a> Builder<'a> {
     pub(super) fn finish(self, it: &mut Interaction) -> Vec<Blob> {
         it.capture_issues.extend(self.issues);
         it.redactions.extend(self.cleaner.into_counts());
-        if let Some(http) = it.http.as_mut() {
+        if let Some(http) = it.http.as_mut()
+            && secrets::any_may_hold_secret(http.request_headers.iter().map(|h| h.value.as_str()))
+        {
             for h in &mut http.request_headers {
                 if let std::borrow::Cow::Owned(clean) = secrets::scrub(&h.value) {
                     h.value = clean;

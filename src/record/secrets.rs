@@ -62,6 +62,10 @@ static PATTERNS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
         .collect()
 });
 
+/// No shape matches fewer bytes (the shortest: `pwd=` and a 6-character
+/// value), so shorter text — most header values — is not searched at all.
+const SHORTEST_SECRET: usize = 10;
+
 /// Text with its secrets replaced, and the kind of each one found.
 pub struct Scrubbed<'a> {
     pub text: Cow<'a, str>,
@@ -72,6 +76,9 @@ pub struct Scrubbed<'a> {
 pub fn scrub_counted(text: &str) -> Scrubbed<'_> {
     let mut out: Cow<'_, str> = Cow::Borrowed(text);
     let mut found = Vec::new();
+    if text.len() < SHORTEST_SECRET {
+        return Scrubbed { text: out, found };
+    }
     for (kind, re) in PATTERNS.iter() {
         if !re.is_match(&out) {
             continue;
@@ -94,6 +101,18 @@ pub fn scrub_counted(text: &str) -> Scrubbed<'_> {
 
 pub fn scrub(text: &str) -> Cow<'_, str> {
     scrub_counted(text).text
+}
+
+/// Whether any of `texts` may hold a secret: one search over them all
+/// (joined by newlines, which every shape treats as a boundary) instead of
+/// one per text, for many short texts such as header values.
+pub fn any_may_hold_secret<'a>(texts: impl Iterator<Item = &'a str>) -> bool {
+    let mut joined = String::new();
+    for t in texts {
+        joined.push_str(t);
+        joined.push('\n');
+    }
+    joined.len() >= SHORTEST_SECRET && PATTERNS.iter().any(|(_, re)| re.is_match(&joined))
 }
 
 /// Cleans text for storage, counting what it replaced, when redaction is on.
@@ -150,6 +169,66 @@ fn marker(kind: &str, secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_shape_matches_less_than_the_shortest_secret() {
+        for (kind, pattern) in SHAPES {
+            let hir = regex_syntax::parse(pattern).unwrap();
+            let min = hir.properties().minimum_len().unwrap();
+            assert!(min >= SHORTEST_SECRET, "{kind} can match {min} bytes");
+        }
+        assert_eq!(scrub_counted("pwd=secret").found, ["assignment"]);
+    }
+
+    #[test]
+    fn many_short_texts_are_searched_at_once() {
+        let plain = ["application/json", "oha/1.16.0", "gzip, br", "1060"];
+        assert!(!any_may_hold_secret(plain.into_iter()));
+        let with_token = [
+            "application/json",
+            "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB",
+            "1060",
+        ];
+        assert!(any_may_hold_secret(with_token.into_iter()));
+        assert!(!any_may_hold_secret(std::iter::empty()));
+    }
+
+    #[test]
+    fn every_shape_is_found() {
+        let examples = [
+            (
+                "private-key",
+                "-----BEGIN PRIVATE KEY-----\nMIIEv\n-----END PRIVATE KEY-----",
+            ),
+            ("anthropic-key", "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv"),
+            ("openai-key", "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx"),
+            ("aws-access-key", "ASIAIOSFODNN7EXAMPLE"),
+            (
+                "aws-secret-key",
+                "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            ),
+            ("github-token", "github_pat_11ABCDEFG0123456789abcdef"),
+            ("gitlab-token", "glpat-AbCdEfGhIjKlMnOpQrSt"),
+            ("slack-token", "xoxb-123456789012-abcdef"),
+            ("google-api-key", "AIzaSyA1234567890abcdefghijklmnopqrstuv"),
+            ("stripe-key", "rk_live_AbCdEfGhIjKlMnOpQrStUv"),
+            (
+                "jwt",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+            ),
+            ("bearer-token", "Authorization: Bearer abcdefghijklmnop0123"),
+            ("assignment", "Client-Secret: \"s3cr3t-value\""),
+        ];
+        assert_eq!(examples.len(), SHAPES.len(), "an example for every shape");
+        for (kind, text) in examples {
+            let s = scrub_counted(text);
+            assert!(
+                s.found.contains(&kind),
+                "{kind} not found in {text:?}: {:?}",
+                s.found
+            );
+        }
+    }
 
     #[test]
     fn known_shapes_are_scrubbed_and_plain_text_is_borrowed() {
