@@ -240,8 +240,12 @@ pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome, linking:
             meta.api,
             &parsed.messages,
             session,
-            meta.start,
-            wall(end),
+            linking::ExchangeTimes {
+                request_start: meta.start,
+                response_end: wall(end),
+                started: meta.start_instant,
+                ended: end,
+            },
         );
     }
     it.http = Some(http);

@@ -4,7 +4,7 @@
 //! those results are. Runs inside the exchange build, on the blocking pool.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
@@ -32,6 +32,15 @@ pub struct Linking {
     pub pending: Option<PendingLink>,
 }
 
+/// When an exchange began and ended, by the wall clock (for the record)
+/// and by the monotonic clock (for ordering).
+pub struct ExchangeTimes {
+    pub request_start: SystemTime,
+    pub response_end: SystemTime,
+    pub started: Instant,
+    pub ended: Instant,
+}
+
 /// Links `it`, whose request messages are `messages` (provider-native);
 /// `session` is the agent's session id, if it sent one. Returns this
 /// exchange's place among those still to link: drop it once the record is
@@ -42,9 +51,14 @@ pub fn link(
     api: Api,
     messages: &[Value],
     session: Option<&str>,
-    request_start: SystemTime,
-    response_end: SystemTime,
+    times: ExchangeTimes,
 ) -> Option<PendingLink> {
+    let ExchangeTimes {
+        request_start,
+        response_end,
+        started,
+        ended,
+    } = times;
     let digests = |ms: &[Message]| ms.iter().map(|m| m.digest.clone()).collect::<Vec<_>>();
     let inputs = digests(&it.input_messages);
     let outputs = digests(&it.output_messages);
@@ -65,6 +79,8 @@ pub fn link(
         output_digests: &outputs,
         calls: &calls,
         response_end,
+        started,
+        ended,
     });
     // Still held: the results below wait only for calls of exchanges that
     // ended before this one began, which never wait for it.

@@ -52,6 +52,12 @@ pub struct TurnInput<'a> {
     pub calls: &'a [MadeCall],
     /// When the response ended (when the calls were complete).
     pub response_end: SystemTime,
+    /// When the request arrived and when its response ended, on the
+    /// monotonic clock: a request can only extend a thread whose latest
+    /// answer had ended before it arrived (the agent had not seen it yet
+    /// otherwise), whatever order records are linked in.
+    pub started: Instant,
+    pub ended: Instant,
 }
 
 /// Where a request sits in its conversation.
@@ -81,6 +87,19 @@ struct Thread {
     last_interaction: String,
     inputs: Vec<String>,
     seen: HashSet<String>,
+    /// When the last interaction's response ended.
+    ended: Instant,
+}
+
+impl Thread {
+    /// How many leading inputs `t` shares with this thread, if `t` can
+    /// extend it at all.
+    fn shared_with(&self, t: &TurnInput<'_>) -> usize {
+        if self.ended > t.started {
+            return 0;
+        }
+        common_prefix(&self.inputs, t.input_digests)
+    }
 }
 
 #[derive(Debug)]
@@ -380,7 +399,7 @@ impl State {
             .threads
             .iter()
             .enumerate()
-            .map(|(i, th)| (i, common_prefix(&th.inputs, t.input_digests)))
+            .map(|(i, th)| (i, th.shared_with(t)))
             .filter(|(_, n)| *n > 0)
             .max_by_key(|(_, n)| *n);
         let (previous, new_input_indexes, shared_prefix) = match best {
@@ -410,6 +429,7 @@ impl State {
                 .chain(t.output_digests)
                 .cloned()
                 .collect(),
+            ended: t.ended,
         });
         conv.threads.truncate(MAX_THREADS);
         Linked {
@@ -430,7 +450,7 @@ impl State {
                 let n = c
                     .threads
                     .iter()
-                    .map(|th| common_prefix(&th.inputs, t.input_digests))
+                    .map(|th| th.shared_with(t))
                     .max()
                     .unwrap_or(0);
                 (n > 0).then_some((n, c.last_used, id))

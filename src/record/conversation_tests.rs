@@ -6,6 +6,7 @@ fn d(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// Turns taken one after another: each arrives after the previous ended.
 fn turn<'a>(
     id: &'a str,
     session: Option<&'a str>,
@@ -13,6 +14,10 @@ fn turn<'a>(
     outputs: &'a [String],
     calls: &'a [MadeCall],
 ) -> TurnInput<'a> {
+    static BASE: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    static TURNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = TURNS.fetch_add(1, Ordering::Relaxed);
+    let started = *BASE + Duration::from_millis(10 * n);
     TurnInput {
         execution_id: "e",
         interaction_id: id,
@@ -21,7 +26,37 @@ fn turn<'a>(
         output_digests: outputs,
         calls,
         response_end: SystemTime::UNIX_EPOCH,
+        started,
+        ended: started + Duration::from_millis(5),
     }
+}
+
+#[test]
+fn a_request_never_extends_an_answer_it_had_not_seen() {
+    let t = ConversationTracker::new();
+    let base = Instant::now();
+    let at = |ms: u64| base + Duration::from_millis(ms);
+    let shared = d(&["sys", "u1"]);
+    let (a, b) = (d(&["sys", "u1", "x"]), d(&["sys", "u1", "y"]));
+    let mut first = turn("first", None, &shared, &[], &[]);
+    (first.started, first.ended) = (at(0), at(10));
+    t.link(&first);
+    // Linked later, but it arrived (at 20) before `late` ended (at 40).
+    let mut late = turn("late", None, &a, &[], &[]);
+    (late.started, late.ended) = (at(30), at(40));
+    assert_eq!(t.link(&late).previous_interaction_id, "first");
+    let mut early = turn("early", None, &b, &[], &[]);
+    (early.started, early.ended) = (at(20), at(50));
+    let linked = t.link(&early);
+    assert_eq!(
+        (
+            linked.previous_interaction_id.as_str(),
+            linked.shared_prefix
+        ),
+        ("", 0),
+        "`late` had not answered when `early` arrived: nothing is inherited from it"
+    );
+    assert_eq!(linked.new_input_indexes, [0, 1, 2]);
 }
 
 #[test]
