@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::OwnedSemaphorePermit;
+use super::pool::Admission;
 
 use serde_json::Value;
 
@@ -48,7 +48,7 @@ pub struct RequestMeta {
     pub redact: bool,
     /// This exchange's place in the recording backlog (see `pool`), held
     /// until its record is queued for the journal.
-    pub admission: Option<Arc<OwnedSemaphorePermit>>,
+    pub admission: Option<Arc<Admission>>,
 }
 
 /// The upstream's response head, as the proxy saw it.

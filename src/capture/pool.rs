@@ -20,6 +20,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Jobs waiting for a thread.
 const QUEUE: usize = 1024;
+/// With this many more jobs waiting, a thread works through them without
+/// yielding to forwarding (`priority::yield_point`).
+const BEHIND: usize = 8;
 /// Exchanges admitted and not yet handed to the journal. Every open stream
 /// counts, so this is far above what agents keep open at once; it bounds
 /// the memory a falling-behind recorder holds (each exchange's captured
@@ -42,10 +45,24 @@ impl Default for Backlog {
     }
 }
 
+/// An exchange's place in the backlog, given back when dropped.
+#[derive(Debug)]
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        crate::priority::backlog_left(1);
+    }
+}
+
 impl Backlog {
     /// A place for one exchange until its record is queued for the journal.
-    pub async fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.clone().acquire_owned().await.ok()
+    pub async fn admit(&self) -> Option<Admission> {
+        let permit = self.0.clone().acquire_owned().await.ok()?;
+        crate::priority::backlog_joined(1);
+        Some(Admission { _permit: permit })
     }
 }
 
@@ -63,9 +80,17 @@ impl RecordPool {
                     loop {
                         // One idle thread at a time waits for the next job;
                         // the lock is released before the job runs.
-                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                        let (job, waiting) = {
+                            let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+                            let job = rx.blocking_recv();
+                            (job, rx.len())
+                        };
+                        crate::priority::set_behind(waiting >= BEHIND);
                         match job {
-                            Some(job) => job(),
+                            Some(job) => {
+                                job();
+                                crate::priority::yield_point();
+                            }
                             None => return,
                         }
                     }

@@ -76,6 +76,7 @@ impl<'a> Builder<'a> {
 
     /// Stores `data` once by digest and returns the digest.
     fn store(&mut self, data: Vec<u8>) -> String {
+        crate::priority::yield_point();
         let blob = Blob::new(data);
         let digest = blob.digest.clone();
         if !self.blobs.iter().any(|b| b.digest == digest) {
@@ -248,7 +249,10 @@ impl<'a> Builder<'a> {
             // Error statuses also come back as streams sometimes; parse either way.
             let mut assembler = StreamAssembler::new(api)?;
             let mut decoder = SseDecoder::new();
-            decoder.feed(&data, &mut |e| assembler.on_event(&e));
+            decoder.feed(&data, &mut |e| {
+                assembler.on_event(&e);
+                crate::priority::yield_point();
+            });
             let cut = decoder.finish();
             let mut p = assembler.finish();
             if cut && !body.truncated {

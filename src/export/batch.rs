@@ -99,6 +99,7 @@ pub(super) fn build(src: &Source, tail: &Tail, policy: &Policy) -> Result<Batch,
     };
     let mut bytes = 0usize;
     for p in &pending {
+        crate::priority::yield_point();
         let spans = spans_for(src, p, policy)?;
         let size: usize = spans.iter().map(|s| s.encoded_len() + 16).sum();
         if !batch.spans.is_empty()

@@ -19,15 +19,14 @@ pub mod semconv;
 pub mod source;
 pub mod spans;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::capture::pool::RecordPool;
 use crate::journal::tail::Tail;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::Metrics;
@@ -36,6 +35,9 @@ use config::ExportConfig;
 use otlp::{Failure, Transport};
 use source::Source;
 use spans::Policy;
+/// Entries not yet exported past which export works without yielding to
+/// forwarding (`priority::yield_point`).
+const LAGGING: u64 = 1024;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -49,11 +51,16 @@ pub enum ExportError {
     Thread(std::io::Error),
 }
 
-/// The running exporter.
+/// The running exporter: one thread below forwarding's priority, with a
+/// runtime of its own, so neither building spans nor talking to the
+/// collector ever runs on the threads that forward agents' traffic.
 pub struct Exporter {
-    task: tokio::task::JoinHandle<()>,
+    /// Told once the export loop has ended.
+    done: oneshot::Receiver<()>,
     /// Set to a deadline to finish: export what is left, then stop.
     drain: watch::Sender<Option<Instant>>,
+    /// Stops at once, whatever is in flight.
+    abort: Option<oneshot::Sender<()>>,
 }
 
 impl Exporter {
@@ -64,44 +71,92 @@ impl Exporter {
         journal: &Journal,
         metrics: Arc<Metrics>,
     ) -> Result<Option<Self>, ExportError> {
-        let Some(otlp) = &config.otlp else {
+        let Some(otlp) = config.otlp.clone() else {
             return Ok(None);
         };
-        let transport = Transport::new(otlp)?;
-        let source = Source::open(journal.path())?;
         let (drain, drain_rx) = watch::channel(None);
-        journal.tail().follow();
-        let run = Run {
-            source: Arc::new(Mutex::new(source)),
-            tail: journal.tail().clone(),
-            pool: RecordPool::new("sidetrace-export", 1).map_err(ExportError::Thread)?,
-            transport,
-            policy: Policy {
-                content: config.content,
-                max_attribute_size: config.max_attribute_size,
-                redact,
-            },
-            resource: Arc::new(resource(config, journal.journal_id())),
-            metrics,
-            commits: journal.commits(),
-            drain: drain_rx,
+        let (done_tx, done) = oneshot::channel();
+        let (abort, abort_rx) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let path = journal.path().to_owned();
+        let tail = journal.tail().clone();
+        let commits = journal.commits();
+        let policy = Policy {
+            content: config.content,
+            max_attribute_size: config.max_attribute_size,
+            redact,
         };
-        tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, content = ?config.content, "exporting spans over OTLP");
-        Ok(Some(Self {
-            task: tokio::spawn(run.run()),
-            drain,
-        }))
+        let resource = resource(config, journal.journal_id());
+        let content = config.content;
+        std::thread::Builder::new()
+            .name("sidetrace-export".into())
+            .spawn(move || {
+                crate::priority::lower_this_thread();
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(ExportError::Thread(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    // Made here: the transport's connections live on this runtime.
+                    let opened = Transport::new(&otlp)
+                        .map_err(ExportError::from)
+                        .and_then(|t| Ok((t, Source::open(&path)?)));
+                    let (transport, source) = match opened {
+                        Ok(o) => o,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    tail.follow();
+                    let _ = ready_tx.send(Ok(()));
+                    tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, content = ?content, "exporting spans over OTLP");
+                    let run = Run {
+                        source,
+                        tail,
+                        transport,
+                        policy,
+                        resource,
+                        metrics,
+                        commits,
+                        drain: drain_rx,
+                    };
+                    tokio::select! {
+                        () = run.run() => {}
+                        _ = abort_rx => {}
+                    }
+                    let _ = done_tx.send(());
+                });
+            })
+            .map_err(ExportError::Thread)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Some(Self {
+                done,
+                drain,
+                abort: Some(abort),
+            })),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ExportError::Thread(std::io::Error::other(
+                "the export thread ended before it started",
+            ))),
+        }
     }
 
     /// Exports what is left (until caught up, or `timeout`), then stops.
-    pub async fn finish(self, timeout: Duration) {
+    pub async fn finish(mut self, timeout: Duration) {
         let _ = self.drain.send(Some(Instant::now() + timeout));
-        let mut task = self.task;
-        if tokio::time::timeout(timeout + Duration::from_secs(1), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
+        let grace = timeout + Duration::from_secs(1);
+        if tokio::time::timeout(grace, &mut self.done).await.is_err() {
+            if let Some(abort) = self.abort.take() {
+                let _ = abort.send(());
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.done).await;
         }
     }
 }
@@ -130,14 +185,12 @@ fn resource(config: &ExportConfig, journal_id: &str) -> Resource {
 }
 
 struct Run {
-    source: Arc<Mutex<Source>>,
+    source: Source,
     /// What this process committed lately, so export need not read it back.
     tail: Arc<Tail>,
-    /// Builds and cursor saves run here, below forwarding's priority.
-    pool: RecordPool,
     transport: Transport,
     policy: Policy,
-    resource: Arc<Resource>,
+    resource: Resource,
     metrics: Arc<Metrics>,
     commits: watch::Receiver<u64>,
     drain: watch::Receiver<Option<Instant>>,
@@ -146,32 +199,16 @@ struct Run {
 impl Run {
     async fn run(mut self) {
         self.export_until_stopped().await;
-        self.save_cursor(true).await;
+        self.save_cursor(true);
     }
 
     /// Saves the cursor if it moved (`now`), or if it moved and its last
-    /// save is old enough; off the runtime (a write transaction).
-    async fn save_cursor(&self, now: bool) {
-        if !now
-            && !self
-                .source
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .save_due()
-        {
+    /// save is old enough (a write transaction: not after every batch).
+    fn save_cursor(&self, now: bool) {
+        if !now && !self.source.save_due() {
             return;
         }
-        let source = self.source.clone();
-        let saved = self
-            .pool
-            .run(move || {
-                source
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .save_cursor()
-            })
-            .await;
-        if let Ok(Err(e)) = saved {
+        if let Err(e) = self.source.save_cursor() {
             tracing::error!(error = %e, "could not save the export cursor; spans may be sent again (same ids)");
         }
     }
@@ -179,16 +216,11 @@ impl Run {
     async fn export_until_stopped(&mut self) {
         let mut failures = 0u32;
         loop {
-            let built = {
-                let (source, tail, policy) = (self.source.clone(), self.tail.clone(), self.policy);
-                let resource = self.resource.clone();
-                self.pool
-                    .run(move || {
-                        let src = source.lock().unwrap_or_else(|p| p.into_inner());
-                        batch::build(&src, &tail, &policy).map(|b| b.encode(&resource))
-                    })
-                    .await
-            };
+            // A bug in span building must not take the process down.
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                batch::build(&self.source, &self.tail, &self.policy)
+                    .map(|b| b.encode(&self.resource))
+            }));
             let batch = match built {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
@@ -198,20 +230,23 @@ impl Run {
                     }
                     continue;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "export failed building spans");
+                Err(_) => {
+                    tracing::error!(
+                        "export failed building spans (a bug); export stops, the journal keeps everything"
+                    );
                     return;
                 }
             };
             self.metrics
                 .export_lag(batch.lag_entries, batch.lag_seconds);
+            crate::priority::set_behind(batch.lag_entries >= LAGGING);
             let cursor = self.cursor();
             if batch.last_seq == cursor {
                 if self.draining().is_some() {
                     return; // caught up
                 }
                 // Idle: the cursor is saved within a second or two.
-                self.save_cursor(false).await;
+                self.save_cursor(false);
                 self.wait_for_commits().await;
                 continue;
             }
@@ -254,19 +289,13 @@ impl Run {
                     }
                 }
             }
-            self.source
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .set_cursor(batch.last_seq);
-            self.save_cursor(false).await;
+            self.source.set_cursor(batch.last_seq);
+            self.save_cursor(false);
         }
     }
 
     fn cursor(&self) -> u64 {
-        self.source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cursor()
+        self.source.cursor()
     }
 
     fn draining(&self) -> Option<Instant> {

@@ -115,6 +115,18 @@ impl Identity {
         &self.policy
     }
 
+    /// Whether `resolve` could refuse a request that carries no
+    /// `Sidetrace-*` header: only when the policy needs a sponsor that no
+    /// configured one guarantees (a sponsor file may be missing, a token
+    /// may not verify).
+    pub fn may_refuse(&self) -> bool {
+        match self.policy.require {
+            Require::None => false,
+            Require::Any => self.policy.static_sponsor.is_none(),
+            Require::Oidc => true,
+        }
+    }
+
     /// The identity resolver the configuration describes.
     pub fn from_config(
         c: &crate::config::identity::IdentityConfig,
@@ -301,5 +313,55 @@ impl Identity {
         let content = std::fs::read_to_string(path).ok()?.trim().to_owned();
         files.insert(path.to_owned(), (mtime, content.clone()));
         Some(content).filter(|c| !c.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(require: Require, static_sponsor: Option<&str>) -> Identity {
+        let policy = SponsorPolicy {
+            require,
+            static_sponsor: static_sponsor.map(Into::into),
+            ..Default::default()
+        };
+        let verifier = Verifier::new(Vec::new(), std::time::Duration::from_secs(60)).unwrap();
+        Identity::new(
+            policy,
+            verifier,
+            Vec::new(),
+            Configured::default(),
+            CiEnvironment::default(),
+        )
+    }
+
+    /// Requests nothing could refuse are forwarded before they are resolved.
+    #[tokio::test]
+    async fn may_refuse_only_when_resolve_can() {
+        let no_headers = HeaderMap::new();
+        for (require, sponsor, may) in [
+            (Require::None, None, false),
+            (Require::Any, Some("ops"), false),
+            (Require::Any, None, true),
+            (Require::Oidc, Some("ops"), true),
+        ] {
+            let id = identity(require, sponsor);
+            assert_eq!(id.may_refuse(), may, "{require:?} {sponsor:?}");
+            let refused = id.resolve(&no_headers).await.is_err();
+            assert!(may || !refused, "{require:?} {sponsor:?} refused");
+        }
+        assert!(
+            identity(Require::Any, None)
+                .resolve(&no_headers)
+                .await
+                .is_err()
+        );
+        assert!(
+            identity(Require::Oidc, Some("ops"))
+                .resolve(&no_headers)
+                .await
+                .is_err()
+        );
     }
 }

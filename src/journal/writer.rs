@@ -31,6 +31,9 @@ use super::{JournalError, JournalHealth};
 
 /// At most this many commands go into one transaction.
 const MAX_BATCH: usize = 512;
+/// A batch this large means records are queueing: commit it without
+/// yielding to forwarding (`priority::yield_point`).
+const BEHIND: usize = 64;
 
 pub type Ack = oneshot::Sender<Result<u64, String>>;
 
@@ -217,6 +220,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            crate::priority::set_behind(batch.len() >= BEHIND);
             let mut appends = Vec::with_capacity(batch.len());
             let mut checkpoint: Option<String> = None;
             let mut flushes = Vec::new();
@@ -366,6 +370,7 @@ impl Writer {
                 since += 1;
             }
             for (payload, blobs) in records {
+                crate::priority::yield_point();
                 let (entry, size) = a
                     .append_entry(payload, &blobs, |b| {
                         let new = !known.contains(&b.digest);

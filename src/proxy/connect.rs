@@ -180,7 +180,7 @@ async fn connect(
     }
     execution_from_credentials(&state, req.headers_mut());
     let execution = req.headers().get(HEADER_EXECUTION_ID).cloned();
-    let scope = forward::scope(&state, req.headers(), start).await;
+    let scope = super::scope::scope(&state, req.headers(), start).await;
     let record = TunnelRecord {
         state: state.clone(),
         context: scope.context,

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::request::Parts;
@@ -21,16 +22,17 @@ use crate::capture::api::{self, RouteProtocol};
 use crate::capture::body::{BodyCapture, BodyRecorder};
 use crate::capture::exchange::{self, RequestMeta, ResponseHead};
 use crate::capture::session::{self, CaptureHandle, Recorder, UpstreamEvent};
-use crate::identity::{self, Identity};
+use crate::identity::Identity;
 use crate::journal::{Durability, Journal, Unavailable};
 use crate::metrics::Metrics;
 use crate::record::CompletionStatus;
-use crate::record::execution::{ExecutionRegistry, RequestContext};
+use crate::record::execution::ExecutionRegistry;
 use crate::record::journal_entry::Payload;
 use crate::record::redact::recorded_headers;
 
 use super::body::ProxyBody;
 use super::routes::{Resolved, RouteTable};
+use super::scope::{self, Arrival, RequestHead, Scope};
 use super::tee::{RequestBody, TeeBody};
 use super::upstream::UpstreamClient;
 use super::{errors, headers};
@@ -189,43 +191,36 @@ pub async fn handle(
         .map(|r| r.route.prefix.clone())
         .unwrap_or_default();
 
+    let arrival = Arrival {
+        start,
+        start_instant,
+        peer,
+        provider,
+        api,
+        route: guard.route.clone(),
+        admission,
+    };
+    if let Some(r) = &resolved
+        && r.route.protocol != RouteProtocol::Mcp
+        && !super::websocket::is_upgrade(&parts)
+        && !scope::may_hold_back(&state, &parts.headers)
+    {
+        return Ok(forward_first(&state, &mut guard, arrival, parts, body, r).await);
+    }
+
     let Scope {
         context,
         unsponsored,
         refusal,
         journal_down,
-    } = scope(&state, &parts.headers, start).await;
-
-    let meta = RequestMeta {
-        interaction_id: uuid::Uuid::now_v7().to_string(),
+    } = scope::scope(&state, &parts.headers, start).await;
+    let meta = scope::request_meta(
+        &state,
+        arrival,
         context,
-        provider,
-        api,
-        route: guard.route.clone(),
-        method: parts.method.to_string(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
-        upstream_url: resolved
-            .as_ref()
-            .map(|r| r.upstream_uri.to_string())
-            .unwrap_or_default(),
-        client_version: version_name(parts.version).to_owned(),
-        client_address: peer.to_string(),
-        headers: recorded_headers(&parts.headers),
-        content_type: header_text(&parts.headers, header::CONTENT_TYPE),
-        content_encoding: header_text(&parts.headers, header::CONTENT_ENCODING),
-        traceparent: header_text(
-            &parts.headers,
-            header::HeaderName::from_static("traceparent"),
-        ),
-        start,
-        start_instant,
-        cap: state.capture_max_body,
-        redact: state.redact_secrets,
-        admission,
-    };
+        &RequestHead::of(&parts),
+        resolved.as_ref(),
+    );
 
     let Some(resolved) = resolved else {
         let answer = LocalAnswer {
@@ -300,11 +295,81 @@ async fn forward(
     } else {
         RequestBody::new(body, recorder)
     };
-    let mut capture = state.start_capture(meta, Some(request_capture));
-    let resp = match send_upstream(state, parts, request_body, resolved, start).await {
-        Ok(resp) => resp,
-        Err(answer) => return answer.send(shape, capture, guard),
+    let capture = state.start_capture(meta, Some(request_capture));
+    match send_upstream(state, parts, request_body, resolved, start).await {
+        Ok(resp) => respond(state, guard, capture, resp),
+        Err(answer) => answer.send(shape, capture, guard),
+    }
+}
+
+/// The common case: nothing could refuse the request, so it goes upstream
+/// first, and its scope and record are worked out while the upstream
+/// answers (see `scope`).
+async fn forward_first(
+    state: &ProxyState,
+    guard: &mut RequestGuard<'_>,
+    arrival: Arrival,
+    parts: Parts,
+    body: Incoming,
+    resolved: &Resolved<'_>,
+) -> Response<ProxyBody> {
+    let shape = errors::Shape::of(arrival.provider, arrival.api);
+    let start = arrival.start_instant;
+    // The record keeps the request as it arrived; forwarding strips headers.
+    let (method, uri, version, arrived_headers) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.version,
+        parts.headers.clone(),
+    );
+    let (recorder, request_capture) = BodyRecorder::new(state.capture_max_body);
+    let request_body = RequestBody::new(body, recorder);
+    let mut sending = std::pin::pin!(send_upstream(state, parts, request_body, resolved, start));
+    // Polled once, the request is handed to its upstream connection's task,
+    // which writes it out before this task resumes from the yield.
+    let early = std::future::poll_fn(|cx| Poll::Ready(sending.as_mut().poll(cx))).await;
+    if early.is_pending() {
+        tokio::task::yield_now().await;
+    }
+    let Scope {
+        context,
+        unsponsored,
+        refusal,
+        journal_down,
+    } = scope::scope(state, &arrived_headers, arrival.start).await;
+    if unsponsored.is_some() || refusal.is_some() || journal_down.is_some() {
+        // `scope::may_hold_back` said nothing could stop this request.
+        tracing::error!(
+            ?unsponsored,
+            ?refusal,
+            "a request forwarded before its scope was resolved would have been refused"
+        );
+    }
+    let head = RequestHead {
+        method: &method,
+        uri: &uri,
+        version,
+        headers: &arrived_headers,
     };
+    let meta = scope::request_meta(state, arrival, context, &head, Some(resolved));
+    let capture = state.start_capture(meta, Some(request_capture));
+    let sent = match early {
+        Poll::Ready(sent) => sent,
+        Poll::Pending => sending.await,
+    };
+    match sent {
+        Ok(resp) => respond(state, guard, capture, resp),
+        Err(answer) => answer.send(shape, capture, guard),
+    }
+}
+
+/// Hands the upstream's response back through the tee, reporting its head.
+fn respond(
+    state: &ProxyState,
+    guard: &mut RequestGuard<'_>,
+    mut capture: CaptureHandle,
+    resp: Response<Incoming>,
+) -> Response<ProxyBody> {
     let (mut rparts, rbody) = resp.into_parts();
     headers::strip(&mut rparts.headers);
     let (recorder, response_capture) = BodyRecorder::new(state.capture_max_body);
@@ -444,60 +509,6 @@ fn journal_unavailable(e: &Unavailable) -> LocalAnswer {
             e.0
         ),
     }
-}
-
-/// Who and what a request belongs to, and what stands in its way.
-pub(super) struct Scope {
-    pub context: RequestContext,
-    /// Below the sponsor policy: why.
-    pub unsponsored: Option<String>,
-    /// Unacceptable `Sidetrace-*` headers: why.
-    pub refusal: Option<String>,
-    /// Write-ahead mode could not record the execution.
-    pub journal_down: Option<Unavailable>,
-}
-
-/// Resolves a request's sponsor (may verify a token) and execution, and
-/// journals the execution the first time it is seen (durably before its
-/// first request goes out, in write-ahead mode).
-pub(super) async fn scope(state: &ProxyState, headers: &HeaderMap, start: SystemTime) -> Scope {
-    let (identity, unsponsored) = match state.identity.resolve(headers).await {
-        Ok(r) => (r, None),
-        Err(refusal) => (refusal.known, Some(refusal.message)),
-    };
-    let (context, opened, refusal) =
-        match state.executions.resolve(headers, start, identity.clone()) {
-            Ok((ctx, opened)) => (ctx, opened, None),
-            Err(e) => {
-                let (ctx, opened) = fallback_context(&state.executions, headers, start, identity);
-                (ctx, opened, Some(e.0))
-            }
-        };
-    let journal_down = match opened {
-        Some(execution) => state.journal().append_execution(execution).await.err(),
-        None => None,
-    };
-    Scope {
-        context,
-        unsponsored,
-        refusal,
-        journal_down,
-    }
-}
-
-/// The context of a request whose `Sidetrace-*` headers were refused: as if
-/// it had sent none, so the refusal is still on record somewhere.
-fn fallback_context(
-    executions: &ExecutionRegistry,
-    headers: &HeaderMap,
-    now: SystemTime,
-    identity: identity::Resolved,
-) -> (RequestContext, Option<crate::record::Execution>) {
-    let mut clean = headers.clone();
-    headers::strip(&mut clean);
-    executions
-        .resolve(&clean, now, identity)
-        .expect("a request without Sidetrace-* headers always resolves")
 }
 
 fn no_route_message(state: &ProxyState, path: &str) -> String {

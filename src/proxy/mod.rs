@@ -13,6 +13,7 @@ pub mod forward;
 pub mod headers;
 pub mod mcp;
 pub mod routes;
+mod scope;
 pub mod tee;
 pub mod upstream;
 pub mod websocket;
