@@ -160,9 +160,14 @@ pub fn request_start(meta: &RequestMeta, body: &BodyCapture) -> Built {
     }
 }
 
-pub fn build(meta: RequestMeta, request: BodyCapture, outcome: Outcome, linking: Linking) -> Built {
-    let mut b = Builder::new(&meta);
-    let (mut it, mut http) = base(&meta);
+pub fn build(
+    meta: &RequestMeta,
+    request: BodyCapture,
+    outcome: Outcome,
+    linking: Linking,
+) -> Built {
+    let mut b = Builder::new(meta);
+    let (mut it, mut http) = base(meta);
 
     let request_parsed = b.request(&request, &mut http, &mut it);
     let wall = |i: Instant| meta.start + i.saturating_duration_since(meta.start_instant);

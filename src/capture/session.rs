@@ -140,12 +140,13 @@ fn spawn(
                 .unwrap_or_else(|_| BodyCapture::empty(BodyEnd::Dropped)),
             None => BodyCapture::empty(BodyEnd::Complete),
         };
-        // Boxed: the task's future stays small while it waits.
-        let fallback = Box::new(exchange::Built::minimal(&meta));
         if let Some(pending) = &linking.pending {
             linking.tracker.predecessors_settled(pending, super::linking::CALL_WAIT).await;
         }
-        let built = match pool.run(move || Box::new(exchange::build(meta, request, outcome, linking))).await {
+        // Shared with the job, so a minimal record can still be made if it fails.
+        let meta = Arc::new(meta);
+        let job_meta = meta.clone();
+        let built = match pool.run(move || Box::new(exchange::build(&job_meta, request, outcome, linking))).await {
             Ok(mut b) => {
                 b.interaction.websocket = websocket;
                 b
@@ -154,7 +155,7 @@ fn spawn(
                 // A bug in parsing must not take the recorder down or lose the
                 // fact that the exchange happened.
                 tracing::error!(error = %e, "capture failed to build a full record; keeping a minimal one");
-                let mut b = fallback;
+                let mut b = Box::new(exchange::Built::minimal(&meta));
                 b.interaction.capture_issues.push(crate::record::CaptureIssue {
                     kind: "internal".into(),
                     detail: format!("capture failed: {e}"),

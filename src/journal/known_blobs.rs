@@ -16,7 +16,8 @@ use std::collections::HashSet;
 
 const GENERATION: usize = 32 * 1024;
 
-type Key = [u8; 32];
+/// The digest's hex, as it is: decoding it would cost more than the lookup.
+type Key = [u8; 64];
 
 #[derive(Default)]
 pub struct KnownBlobs {
@@ -25,10 +26,7 @@ pub struct KnownBlobs {
 }
 
 fn key(digest: &str) -> Option<Key> {
-    let hex = digest.strip_prefix("sha256:")?;
-    let mut k = [0u8; 32];
-    hex::decode_to_slice(hex, &mut k).ok()?;
-    Some(k)
+    digest.strip_prefix("sha256:")?.as_bytes().try_into().ok()
 }
 
 impl KnownBlobs {

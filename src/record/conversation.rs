@@ -253,7 +253,12 @@ impl ConversationTracker {
     /// Each predecessor wakes only its own waiters.
     pub async fn predecessors_settled(&self, pending: &PendingLink, wait: Duration) {
         let deadline = tokio::time::Instant::now() + wait;
+        // Newest first: once the newest has settled the older ones usually
+        // have too, and checking a settled one is one atomic load.
         for p in &pending.predecessors {
+            if p.done.load(Ordering::Acquire) {
+                continue;
+            }
             loop {
                 let notified = p.notify.notified();
                 tokio::pin!(notified);
