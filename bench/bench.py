@@ -395,8 +395,9 @@ def perf_report(data, how):
 # Parts of sidetrace worth knowing the cost of: (label, symbol whose inclusive share is shown).
 PROFILE_PARTS = [
     ("journal writer thread: group commit into SQLite", "thread:journal-writer"),
-    ("  WAL checkpoint (inside commits)", "sqlite3WalCheckpoint"),
-    ("  fsync", "unixSync"),
+    ("WAL checkpoint thread (idle priority)", "thread:journal-wal"),
+    ("  WAL copied back into the file (all threads)", "sqlite3WalCheckpoint"),
+    ("  fsync (all threads)", "unixSync"),
     ("export thread: spans built, encoded and sent", "thread:sidetrace-expor"),
     ("  building spans (from the journal's tail, or the file)", "sidetrace::export::batch::build"),
     ("  span content (message blobs resolved)", "sidetrace::export::spans::chat"),

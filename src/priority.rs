@@ -92,6 +92,30 @@ pub fn lower_this_thread() {
     }
 }
 
+/// Makes the calling thread run only when nothing else on its core wants
+/// to (`SCHED_IDLE`): for work that has no stretch where it could yield and
+/// that may lag behind, such as copying the journal's WAL back into the
+/// database. Such a thread is preempted as soon as another one wakes; there
+/// is no way back (an unprivileged thread may not leave `SCHED_IDLE`), so
+/// give it a thread of its own. Returns whether the policy was set.
+pub fn idle_this_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; only its scheduling policy changes.
+        let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+        if !set {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "could not make a background thread idle-priority"
+            );
+        }
+        set
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
@@ -136,5 +160,18 @@ mod tests {
         .unwrap();
         assert_eq!(after, (before + NICE).min(19));
         assert_eq!(nice(), before, "other threads keep their priority");
+    }
+
+    #[test]
+    fn idle_policy_is_the_calling_threads_only() {
+        // SAFETY: reads the calling thread's own policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        let (set, inside) = std::thread::spawn(move || (idle_this_thread(), policy()))
+            .join()
+            .unwrap();
+        assert!(set, "any thread may lower itself to SCHED_IDLE");
+        assert_eq!(inside, libc::SCHED_IDLE);
+        assert_eq!(policy(), before, "other threads keep their policy");
     }
 }

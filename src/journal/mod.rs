@@ -18,6 +18,7 @@ pub mod reader;
 pub mod schema;
 pub mod tail;
 pub mod verify;
+mod wal_checkpointer;
 mod writer;
 mod writers;
 

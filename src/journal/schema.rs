@@ -127,6 +127,8 @@ pub fn open_existing(path: &Path) -> Result<Connection, JournalError> {
     let conn = Connection::open(path).map_err(|e| JournalError::sqlite(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|e| JournalError::sqlite(path, e))?;
+    super::wal_checkpointer::leave_to_the_writer(&conn)
+        .map_err(|e| JournalError::sqlite(path, e))?;
     stable_plans(&conn).map_err(|e| JournalError::sqlite(path, e))?;
     Ok(conn)
 }

@@ -26,6 +26,7 @@ use super::append::Appender;
 use super::known_blobs::KnownBlobs;
 use super::schema::{self, Durability};
 use super::tail::{Committed, Tail};
+use super::wal_checkpointer::WalCheckpointer;
 use super::writers;
 use super::{JournalError, JournalHealth};
 
@@ -82,6 +83,8 @@ pub struct Writer {
     last_own_seq: u64,
     /// Committed entries for a follower in this process (the exporter).
     tail: Arc<Tail>,
+    /// Copies the WAL back into the file, off this thread (see `wal_checkpointer`).
+    wal: Option<WalCheckpointer>,
 }
 
 impl Writer {
@@ -107,6 +110,7 @@ impl Writer {
             known: KnownBlobs::default(),
             last_own_seq: 0,
             tail,
+            wal: None,
         };
         w.open_file()?;
         if w.pending_break.is_some() {
@@ -127,6 +131,8 @@ impl Writer {
     }
 
     fn open_file(&mut self) -> Result<(), JournalError> {
+        // The old file's copier finishes before the new one starts.
+        self.wal = None;
         let path = &self.setup.path;
         let mut conn = schema::open_for_writing(path, self.setup.durability, self.setup.max_size)?;
         let sq = |e| JournalError::sqlite(path, e);
@@ -175,6 +181,7 @@ impl Writer {
         schema::set_meta(&conn, "public_key", &public).map_err(sq)?;
         self.identity = file_identity(path);
         self.journal_id = journal_id;
+        self.wal = Some(WalCheckpointer::attach(&mut conn, path));
         self.conn = Some(conn);
         self.known.clear();
         Ok(())
@@ -397,6 +404,9 @@ impl Writer {
             last = a.last_seq();
         }
         tx.commit().map_err(|e| e.to_string())?;
+        if let Some(wal) = &mut self.wal {
+            wal.after_commit(conn);
+        }
         for d in &stored {
             self.known.insert(d);
         }
@@ -424,6 +434,8 @@ impl Writer {
             {
                 tracing::warn!(error = %e, "could not mark the journal closed; the next start will record a chain break");
             }
+            // Stop the copier first: a copy it is running would make this one busy.
+            self.wal = None;
             if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
                 tracing::warn!(error = %e, "journal WAL checkpoint on close failed");
             }
