@@ -406,7 +406,7 @@ PROFILE_PARTS = [
     ("write-ahead: recording the request before forwarding", "sidetrace::capture::exchange::request_start"),
     ("request handling in proxy::forward", "sidetrace::proxy::forward::handle::{{closure}}"),
     ("hyper server connections (agent side)", "hyper::proto::h1::dispatch::Dispatcher<D,Bs,I,T>::poll_catch"),
-    ("background threads offering the core back (sched_yield)", "std::thread::yield_now"),
+    ("background threads offering the core back (sched_yield)", "__GI_sched_yield (inlined)"),
     ("SQL statements compiled (sqlite3Prepare, all callers)", "sqlite3Prepare"),
     ("malloc", "__GI___libc_malloc (inlined)"),
 ]
