@@ -39,6 +39,13 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 ";
 
+/// The writer's page cache. Every record inserts into indexes keyed by
+/// content digests and ids, i.e. at random places: with SQLite's default
+/// 2 MiB cache those index pages stop fitting after some tens of thousands
+/// of records and each insert reads pages back from the file. The cache
+/// fills only as pages are used, so an idle or small journal costs nothing.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
 /// How hard commits try to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -87,6 +94,8 @@ pub fn open_for_writing(
         Durability::WriteAhead => "FULL",
     };
     conn.pragma_update(None, "synchronous", sync).map_err(sq)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .map_err(sq)?;
     if let Some(max) = max_size {
         let page: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
@@ -220,5 +229,18 @@ mod tests {
                 assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
             }
         }
+    }
+
+    #[test]
+    fn the_writer_keeps_a_larger_page_cache_than_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let writer = open_for_writing(&path, Durability::Batched, None).unwrap();
+        let cache = |c: &Connection| {
+            c.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(cache(&writer), -WRITER_CACHE_KIB);
+        assert_ne!(cache(&open_for_reading(&path).unwrap()), -WRITER_CACHE_KIB);
     }
 }

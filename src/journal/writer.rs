@@ -1,6 +1,7 @@
 //! The journal's single writer: a dedicated thread that drains a bounded
 //! queue and commits whatever has accumulated as one transaction (group
-//! commit: in write-ahead mode many requests share one fsync). Every commit
+//! commit: in write-ahead mode many requests share one fsync; in batched
+//! mode, where nobody waits, records gather for `LINGER` first). Every commit
 //! extends the hash chain; checkpoints are signed every N entries, on
 //! request (interval, execution end) and at close.
 //!
@@ -35,6 +36,24 @@ const MAX_BATCH: usize = 512;
 /// A batch this large means records are queueing: commit it without
 /// yielding to forwarding (`priority::yield_point`).
 const BEHIND: usize = 64;
+
+/// In batched mode, how long the writer lets records gather before it
+/// commits the first of them. Every commit rewrites the index and table
+/// pages it touches, so a commit per record or two (what a 500–2,000 req/s
+/// agent fleet produced) wrote, checksummed and copied back several pages
+/// per record; gathering for 5 ms cut the journal's CPU per record by
+/// about a third at those rates. Nothing waits for a batched commit, and a
+/// crash loses at most these few milliseconds more.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Whether to wait `LINGER` before committing, given the first command
+/// and how many are queued behind it: only for records nobody waits for
+/// (batched, no ack), and only when records are not already piling up.
+fn lingers(durability: Durability, first: &Command, queued: usize) -> bool {
+    durability == Durability::Batched
+        && matches!(first, Command::Append { ack: None, .. })
+        && queued < BEHIND
+}
 
 pub type Ack = oneshot::Sender<Result<u64, String>>;
 
@@ -220,6 +239,9 @@ impl Writer {
             crate::priority::lower_this_thread();
         }
         while let Some(first) = rx.blocking_recv() {
+            if lingers(self.setup.durability, &first, rx.len()) {
+                std::thread::sleep(LINGER);
+            }
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {

@@ -1,4 +1,5 @@
-//! Tests of the writer's caches: known blobs and the in-memory tail.
+//! Tests of the writer: its caches (known blobs, the in-memory tail) and
+//! when it lets records gather before a commit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,4 +105,31 @@ async fn a_follower_gets_committed_entries_with_their_blobs_in_order() {
     assert_eq!(held[1].blobs, [prompt]);
     assert_eq!(held[0].entry.seq, 2);
     journal.close(thread).await;
+}
+
+#[test]
+fn only_records_nobody_waits_for_linger_before_their_commit() {
+    use super::{BEHIND, Command, lingers};
+    use crate::journal::schema::Durability;
+    let append = |ack| Command::Append {
+        payload: Box::new(Payload::Execution(Execution::default())),
+        blobs: Vec::new(),
+        ack,
+    };
+    assert!(lingers(Durability::Batched, &append(None), 0));
+    assert!(lingers(Durability::Batched, &append(None), BEHIND - 1));
+    // Records already piling up are committed at once.
+    assert!(!lingers(Durability::Batched, &append(None), BEHIND));
+    // A request waits for this commit.
+    assert!(!lingers(Durability::WriteAhead, &append(None), 0));
+    let (ack, _done) = tokio::sync::oneshot::channel();
+    assert!(!lingers(Durability::Batched, &append(Some(ack)), 0));
+    // Somebody waits for a flush, a checkpoint or the close.
+    let (flush, _flushed) = tokio::sync::oneshot::channel();
+    assert!(!lingers(Durability::Batched, &Command::Flush(flush), 0));
+    assert!(!lingers(
+        Durability::Batched,
+        &Command::Checkpoint("interval".into()),
+        0
+    ));
 }
