@@ -39,10 +39,10 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 ";
 
-/// The writer's page cache. Every record inserts into indexes keyed by
-/// content digests and ids, i.e. at random places: with SQLite's default
-/// 2 MiB cache those index pages stop fitting after some tens of thousands
-/// of records and each insert reads pages back from the file. The cache
+/// The writer's page cache. Every record inserts its blobs into an index
+/// keyed by content digest, i.e. at random places: with SQLite's default
+/// 2 MiB cache that index stops fitting after some tens of thousands of
+/// records and each insert reads pages back from the file. The cache
 /// fills only as pages are used, so an idle or small journal costs nothing.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
