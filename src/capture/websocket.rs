@@ -720,5 +720,14 @@ fn unmask(data: &mut [u8], mask: Option<[u8; 4]>, offset: u64) {
 }
 
 #[cfg(test)]
+#[path = "websocket_deflate_tests.rs"]
+mod deflate_tests;
+#[cfg(test)]
+#[path = "websocket_random_tests.rs"]
+mod random_tests;
+#[cfg(test)]
+#[path = "websocket_test_support.rs"]
+mod test_support;
+#[cfg(test)]
 #[path = "websocket_tests.rs"]
 mod tests;
