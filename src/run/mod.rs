@@ -15,6 +15,7 @@
 //! repository the work is recorded without repository state.
 
 mod environment;
+mod git;
 mod record;
 pub mod repo;
 mod summary;

@@ -1,6 +1,9 @@
 //! Tests of `repo`: real git repositories in temporary directories.
 
+use std::process::{Command, Stdio};
+
 use super::*;
+use crate::run::git::OVERRIDING_ENV;
 
 /// Runs git for test setup, isolated from the user's and system config.
 fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
