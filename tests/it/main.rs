@@ -17,6 +17,7 @@ mod mcp_link;
 mod mcp_stdio;
 mod passthrough;
 mod run;
+mod run_agents;
 mod sdk_anthropic;
 mod sdk_openai;
 mod sponsor;
