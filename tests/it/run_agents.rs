@@ -22,15 +22,10 @@ async fn codex_over_websocket_under_sidetrace_run() {
     const MODEL: &str = "gpt-5.1-codex-2026-01-15";
     let dir = tempfile::tempdir().unwrap();
     let pki = pki_for(&[b"http/1.1"], &["api.openai.com"]);
-    let write = |name: &str, text: &str| -> String {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    };
-    let (cert, key, mock_ca) = (
-        write("server.pem", &pki.cert_pem),
-        write("server-key.pem", &pki.key_pem),
-        write("mock-ca.pem", &pki.ca_pem),
+    let pems = pki.write_pems(dir.path());
+    let (cert, key) = (
+        pems.cert.display().to_string(),
+        pems.key.display().to_string(),
     );
     let (_server, url) = start_script_server(
         "responses_ws_server.py",
@@ -62,7 +57,7 @@ async fn codex_over_websocket_under_sidetrace_run() {
         "--resolve".into(),
         format!("api.openai.com:443=127.0.0.1:{port}"),
         "--upstream-ca".into(),
-        mock_ca,
+        pems.ca.display().to_string(),
         "--sponsor".into(),
         "bob@example.com".into(),
         "--".into(),

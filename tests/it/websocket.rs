@@ -6,8 +6,6 @@
 //! event; each turn must be recorded as a Responses interaction, as if it
 //! had been a streamed POST, plus one record of the connection itself.
 
-use std::path::PathBuf;
-
 use sidetrace::journal::reader::ExecutionView;
 use sidetrace::record::{Api, CompletionStatus, Interaction};
 
@@ -176,24 +174,15 @@ async fn responses_over_websocket_on_a_reverse_route() {
 async fn responses_over_websocket_inside_an_intercepted_tunnel() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki_for(&[b"http/1.1"], &["api.openai.com"]);
-    let write = |name: &str, text: &str| -> PathBuf {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let (cert, key, mock_ca) = (
-        write("server.pem", &pki.cert_pem),
-        write("server-key.pem", &pki.key_pem),
-        write("mock-ca.pem", &pki.ca_pem),
-    );
+    let pems = pki.write_pems(dir.path());
     let (_server, url) = start_script_server(
         "responses_ws_server.py",
         &[
             &fixture_path(FIXTURE),
             "--tls-cert",
-            cert.to_str().unwrap(),
+            pems.cert.to_str().unwrap(),
             "--tls-key",
-            key.to_str().unwrap(),
+            pems.key.to_str().unwrap(),
         ],
         &[],
     )
@@ -203,7 +192,7 @@ async fn responses_over_websocket_inside_an_intercepted_tunnel() {
     let (authority, _) = sidetrace::ca::Authority::load_or_create(&ca_dir).unwrap();
     let ca_for = ca_dir.clone();
     let mut proxy = TestProxy::start(&[], |o| {
-        o.upstream_ca = Some(mock_ca);
+        o.upstream_ca = Some(pems.ca);
         o.forward.ca_dir = Some(ca_for);
         o.forward.resolve = vec![format!("api.openai.com:443=127.0.0.1:{port}")];
     })

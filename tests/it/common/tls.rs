@@ -1,6 +1,7 @@
 //! A throwaway CA and a server certificate for 127.0.0.1/localhost, for
 //! testing upstream TLS with `--upstream-ca`.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
@@ -14,6 +15,29 @@ pub struct TestPki {
     /// The server's certificate and key, for servers outside this process.
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+/// A `TestPki` written out for a server or client in another process.
+pub struct PemFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl TestPki {
+    /// Writes the server's certificate and key and the CA into `dir`.
+    pub fn write_pems(&self, dir: &Path) -> PemFiles {
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        PemFiles {
+            cert: write("server.pem", &self.cert_pem),
+            key: write("server-key.pem", &self.key_pem),
+            ca: write("mock-ca.pem", &self.ca_pem),
+        }
+    }
 }
 
 pub fn pki(alpn: &[&[u8]]) -> TestPki {
