@@ -67,34 +67,49 @@ impl Tail {
         if !self.is_followed() || committed.is_empty() {
             return;
         }
+        let added: Vec<Arc<Committed>> = committed.into_iter().map(Arc::new).collect();
+        let mut dropped = Vec::new();
         let mut inner = self.lock();
-        for c in committed {
+        for c in added {
             inner.bytes += c.size;
-            inner.entries.push_back(Arc::new(c));
+            inner.entries.push_back(c);
         }
         while inner.entries.len() > MAX_ENTRIES || inner.bytes > MAX_BYTES {
             match inner.entries.pop_front() {
-                Some(old) => inner.bytes -= old.size,
+                Some(old) => {
+                    inner.bytes -= old.size;
+                    dropped.push(old);
+                }
                 None => break,
             }
         }
+        drop(inner);
+        // Freeing a record is not free (many allocations); not under the lock.
+        drop(dropped);
     }
 
     /// The entries from `seq` on that are still held and contiguous with
     /// it (each the next seq), at most `limit`; entries before `seq` are
     /// forgotten. Empty if `seq` itself is not held.
     pub fn from(&self, seq: u64, limit: usize) -> Vec<Arc<Committed>> {
+        let mut passed = Vec::new();
         let mut inner = self.lock();
         while inner.entries.front().is_some_and(|c| c.seq < seq) {
             let old = inner.entries.pop_front().expect("front exists");
             inner.bytes -= old.size;
+            passed.push(old);
         }
-        (seq..)
+        let held = (seq..)
             .zip(&inner.entries)
             .take_while(|(next, c)| c.seq == *next)
             .take(limit)
             .map(|(_, c)| c.clone())
-            .collect()
+            .collect();
+        drop(inner);
+        // The writer pushes under this lock after each commit: the records
+        // passed are freed after it is released, not while it waits.
+        drop(passed);
+        held
     }
 
     /// The first seq held at or after `seq`, if any: where reading the
