@@ -24,8 +24,13 @@ const SECRET_NAME_FRAGMENTS: &[&str] = &[
 const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
 pub fn is_secret_header(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SECRET_NAME_FRAGMENTS.iter().any(|f| lower.contains(f))
+    // Called for every header of every request and response: compared in
+    // place, not lowercased into a new string first.
+    let name = name.as_bytes();
+    SECRET_NAME_FRAGMENTS.iter().any(|f| {
+        name.windows(f.len())
+            .any(|w| w.eq_ignore_ascii_case(f.as_bytes()))
+    })
 }
 
 /// The headers worth keeping in the record, secrets removed.
@@ -88,6 +93,33 @@ impl Fingerprinter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_header_names_match_in_any_case_and_position() {
+        for name in [
+            "Authorization",
+            "PROXY-AUTHORIZATION",
+            "X-Api-Key",
+            "x-goog-apikey",
+            "X-Auth-Token",
+            "client-SECRET",
+            "Set-Cookie",
+            "x-password",
+            "anthropic-session-key",
+        ] {
+            assert!(is_secret_header(name), "{name} is a secret header");
+        }
+        for name in [
+            "",
+            "tok",
+            "content-type",
+            "anthropic-version",
+            "x-request-id",
+            "api-version",
+        ] {
+            assert!(!is_secret_header(name), "{name:?} is not a secret header");
+        }
+    }
 
     #[test]
     fn secrets_never_recorded() {
