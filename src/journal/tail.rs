@@ -40,6 +40,15 @@ struct Inner {
     bytes: usize,
 }
 
+impl Inner {
+    /// Takes the oldest entry out, for the caller to free once the lock is released.
+    fn pop_oldest(&mut self) -> Option<Arc<Committed>> {
+        let old = self.entries.pop_front()?;
+        self.bytes -= old.size;
+        Some(old)
+    }
+}
+
 /// Shared between the writer (pushes after each commit) and one follower.
 #[derive(Default)]
 pub struct Tail {
@@ -67,19 +76,15 @@ impl Tail {
         if !self.is_followed() || committed.is_empty() {
             return;
         }
-        let added: Vec<Arc<Committed>> = committed.into_iter().map(Arc::new).collect();
         let mut dropped = Vec::new();
         let mut inner = self.lock();
-        for c in added {
+        for c in committed {
             inner.bytes += c.size;
-            inner.entries.push_back(c);
+            inner.entries.push_back(Arc::new(c));
         }
         while inner.entries.len() > MAX_ENTRIES || inner.bytes > MAX_BYTES {
-            match inner.entries.pop_front() {
-                Some(old) => {
-                    inner.bytes -= old.size;
-                    dropped.push(old);
-                }
+            match inner.pop_oldest() {
+                Some(old) => dropped.push(old),
                 None => break,
             }
         }
@@ -95,9 +100,7 @@ impl Tail {
         let mut passed = Vec::new();
         let mut inner = self.lock();
         while inner.entries.front().is_some_and(|c| c.seq < seq) {
-            let old = inner.entries.pop_front().expect("front exists");
-            inner.bytes -= old.size;
-            passed.push(old);
+            passed.extend(inner.pop_oldest());
         }
         let held = (seq..)
             .zip(&inner.entries)
