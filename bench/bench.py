@@ -25,7 +25,8 @@ import tempfile
 import time
 
 from settings import API_KEY, BENCH, CLIENT, LITELLM, MOCK, MODEL, OHA, PROFILE_DIR, ROOT, SIDETRACE
-from procs import PROCS, RssSampler, free_port, http_get, log, on_signal, pids_of_tree, rss_kb, wait_ready
+from procs import (PROCS, RssSampler, free_port, http_get, log, on_signal, per_request_us, pids_of_tree, rss_kb,
+                   thread_ticks, wait_ready)
 from machine import cpu_plan, machine_description, sh
 from load import Oha, passes, percentile, write_payloads
 from profiling import write_profile_report
@@ -96,7 +97,7 @@ class Bench:
                     target_pid = kids[0]
                     break
                 time.sleep(0.05)
-        return {"proc": p, "pid": target_pid, "port": port, "admin": admin, "journal": journal,
+        return {"proc": p, "pid": target_pid, "threads": True, "port": port, "admin": admin, "journal": journal,
                 "url": f"http://127.0.0.1:{port}/openai/v1/chat/completions"}
 
     def start_nginx(self, upstream):
@@ -215,6 +216,7 @@ general_settings:
         res.setdefault("catch_up_s", []).append(self.wait_quiet(name))
         sampler = RssSampler(t["pid"], tree=t.get("tree", False))
         cpu0 = self.cpu_ticks(t)
+        threads0 = thread_ticks(t["pid"]) if t.get("threads") else None
         try:
             r = self.oha.run(t["url"], self.bodies, rate=rate, secs=secs, conns=conns, label=label)
         finally:
@@ -222,6 +224,11 @@ general_settings:
         res["rss_load_kb"] = max(res.get("rss_load_kb", 0), rss)
         if r["ok"]:
             r["cpu_us_per_req"] = round((self.cpu_ticks(t) - cpu0) / os.sysconf("SC_CLK_TCK") / r["ok"] * 1e6)
+        if threads0 is not None and r["ok"]:
+            # Recording finishes after the load stops (a backlog, the last batches exported): wait for it,
+            # so each thread's share includes the work the run left behind.
+            res["catch_up_s"].append(self.wait_quiet(name))
+            r["thread_us_per_req"] = per_request_us(threads0, thread_ticks(t["pid"]), r["ok"])
         return r
 
     # -- the phases; every target is up at once and the runs interleave, so drifting background load

@@ -146,6 +146,47 @@ def rss_kb(pid, tree=False):
     return total
 
 
+# sidetrace's threads by name (as /proc shows them: at most 15 characters), most specific first.
+THREAD_ROLES = [
+    ("sidetrace-recor", "recording pool"),
+    ("journal-writer", "journal writer"),
+    ("journal-wal", "WAL copier"),
+    ("sidetrace-expor", "exporter"),
+    ("sidetrace", "forwarding"),
+]
+ROLES = ["forwarding", "recording pool", "journal writer", "WAL copier", "exporter", "other"]
+
+
+def thread_ticks(pid):
+    """CPU clock ticks (user + system) of each of a process's threads, summed by role; threads that ended
+    are gone from /proc, so compare only snapshots of a process whose threads live as long as it does."""
+    out = dict.fromkeys(ROLES, 0)
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # comm is between the first "(" and the last ")"; it may itself hold spaces or parentheses.
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        role = next((r for prefix, r in THREAD_ROLES if comm.startswith(prefix)), "other")
+        out[role] += int(fields[11]) + int(fields[12])
+    return out
+
+
+def per_request_us(before, after, requests):
+    """µs of CPU per request for each role between two `thread_ticks` snapshots, and their total."""
+    hz = os.sysconf("SC_CLK_TCK")
+    us = {role: round((after[role] - before[role]) / hz / requests * 1e6, 1) for role in ROLES}
+    us["total"] = round(sum(us[role] for role in ROLES), 1)
+    return us
+
+
 class RssSampler:
     """Samples the RSS of a process (tree) every 100 ms in a thread; keeps the max."""
 

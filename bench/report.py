@@ -3,6 +3,7 @@
 import json
 import os
 
+from procs import ROLES
 from settings import ROOT
 
 
@@ -174,6 +175,7 @@ def raw_tables(res):
             L.append(f"| {NAMES[n]} | {r['label']}{flag} | {r['achieved_rps']:,.0f} | {r['p50_ms']:.3f} | "
                      f"{r['p99_ms']:.3f} | {r['p999_ms']:.3f} | {fmt(r['max_ms'])} | {r['errors']} | "
                      f"{r['non2xx']} | {fmt(r.get('cpu_us_per_req'))} |")
+    L += cpu_by_thread(T)
     L += ["", "### SSE (100 chunks, 2 ms apart; µs)", "",
           "TTFC: request sent → first chunk. Chunk delay: arrival − the mock's send time stamped in the chunk. "
           "Gap: between consecutive chunks. 4 connections; 20 ms between a stream's end and the next request on "
@@ -230,6 +232,27 @@ def raw_tables(res):
                      f"{r['file_bytes']:,} | {r['entries']} | {r['entry_bytes']:,} | {r['blobs']} | "
                      f"{r['blob_bytes']:,} |")
     return "\n".join(L)
+
+
+def cpu_by_thread(T):
+    """sidetrace's CPU per request split by thread, for every rate run that measured it."""
+    L = ["", "### Where sidetrace's CPU goes (µs per request, by thread)", "",
+         "Per-thread CPU clock ticks (`/proc/<pid>/task/*/stat`) from the start of each run until sidetrace, the "
+         "mock and the sink are idle again, so the recording a run left behind is counted; divided by the "
+         "requests that succeeded. The mock and the sink are not included.", "",
+         "| target | run | " + " | ".join(ROLES) + " | total |", "|---" * (len(ROLES) + 3) + "|"]
+    rows = 0
+    for n in ("sidetrace", "sidetrace-wa"):
+        t = T.get(n, {})
+        runs = [t["saturated"]] if t.get("saturated") else []
+        for r in runs + t.get("fixed", []):
+            us = r.get("thread_us_per_req")
+            if not us:
+                continue
+            rows += 1
+            L.append(f"| {NAMES[n]} | {r['label']} | " + " | ".join(fmt(us.get(role), 1) for role in ROLES)
+                     + f" | {fmt(us.get('total'), 1)} |")
+    return L if rows else []
 
 
 def machine_md(res):
