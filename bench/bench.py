@@ -25,8 +25,8 @@ import tempfile
 import time
 
 from settings import API_KEY, BENCH, CLIENT, LITELLM, MOCK, MODEL, OHA, PROFILE_DIR, ROOT, SIDETRACE
-from procs import (PROCS, RssSampler, free_port, http_get, log, on_signal, per_request_us, pids_of_tree, rss_kb,
-                   thread_ticks, wait_ready)
+from procs import (PROCS, RssSampler, free_port, http_get, log, on_signal, per_request_us, pids_of_tree, read_stat,
+                   rss_kb, thread_ticks, wait_ready)
 from machine import cpu_plan, machine_description, sh
 from load import Oha, passes, percentile, write_payloads
 from profiling import write_profile_report
@@ -182,15 +182,7 @@ general_settings:
 
     def cpu_ticks(self, t):
         pids = pids_of_tree(t["pid"]) + [self.mock.pid, self.sink.pid]
-        total = 0
-        for p in set(pids):
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except (OSError, IndexError, ValueError):
-                pass
-        return total
+        return sum(stat[2] for stat in map(read_stat, (f"/proc/{p}/stat" for p in set(pids))) if stat)
 
     def wait_quiet(self, name, limit=60.0):
         """Waits until the target (with the mock and the sink) stops using CPU: work left over from the

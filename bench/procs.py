@@ -113,18 +113,27 @@ def wait_ready(url, proc, timeout=60.0, accept=(200,)):
     raise RuntimeError(f"{proc.bench_name} not ready at {url} after {timeout}s")
 
 
+def read_stat(path):
+    """(comm, parent pid, CPU clock ticks user + system) from a /proc/<pid>[/task/<tid>]/stat file, or None
+    if it is gone. comm sits between the first "(" and the last ")" and may hold spaces or parentheses."""
+    try:
+        with open(path) as f:
+            stat = f.read()
+        fields = stat.rsplit(")", 1)[1].split()
+        return stat[stat.index("(") + 1:stat.rindex(")")], int(fields[1]), int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def pids_of_tree(pid):
     """pid and its descendants (via /proc)."""
     children = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(d))
-        except (OSError, IndexError, ValueError):
-            continue
+        stat = read_stat(f"/proc/{d}/stat")
+        if stat:
+            children.setdefault(stat[1], []).append(int(d))
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -166,16 +175,10 @@ def thread_ticks(pid):
     except OSError:
         return out
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # comm is between the first "(" and the last ")"; it may itself hold spaces or parentheses.
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        role = next((r for prefix, r in THREAD_ROLES if comm.startswith(prefix)), "other")
-        out[role] += int(fields[11]) + int(fields[12])
+        stat = read_stat(f"/proc/{pid}/task/{tid}/stat")
+        if stat:
+            comm, _, ticks = stat
+            out[next((r for prefix, r in THREAD_ROLES if comm.startswith(prefix)), "other")] += ticks
     return out
 
 
